@@ -1,0 +1,136 @@
+"""`mhm`: the embedded lab and the tiny guest from the command line.
+
+    mhm lab up [--hosts N] [--subnet CIDR]   build or repair the lab
+    mhm lab down [--purge]                   remove it (--purge: shared storage too)
+    mhm lab status                           what runs, what is broken
+    mhm lab inventory                        the inventory YAML
+    mhm lab exec HOST -- CMD...              run CMD on a lab host (or ctl)
+    mhm guest build [--output DIR] [--force] build the tiny guest
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from multihost_migration.errors import MigrationTestError
+from multihost_migration.lab import lab
+from multihost_migration.lab.config import DEFAULT_SUBNET, LabConfig
+
+log = logging.getLogger("mhm")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mhm", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="area", required=True)
+
+    lab_p = sub.add_parser("lab", help="the embedded multi-host lab")
+    lab_sub = lab_p.add_subparsers(dest="action", required=True)
+    up = lab_sub.add_parser("up", help="build or repair the lab")
+    up.add_argument("--hosts", type=int, default=2)
+    up.add_argument("--subnet", default=DEFAULT_SUBNET)
+    up.add_argument("--no-guest", action="store_true",
+                    help="do not build the guest nor probe the accelerator")
+    down = lab_sub.add_parser("down", help="remove the lab")
+    down.add_argument("--purge", action="store_true",
+                      help="also delete the shared storage (guest images)")
+    lab_sub.add_parser("status", help="report the lab's state")
+    lab_sub.add_parser("inventory", help="print the inventory YAML")
+    ex = lab_sub.add_parser("exec", help="run a command on a lab host")
+    ex.add_argument("host", help="h1, h2, ... or ctl")
+    ex.add_argument("command", nargs=argparse.REMAINDER)
+
+    guest_p = sub.add_parser("guest", help="the tiny guest")
+    guest_sub = guest_p.add_subparsers(dest="action", required=True)
+    build = guest_sub.add_parser("build", help="build the guest (cached)")
+    build.add_argument("--output", type=Path, default=None,
+                       help="directory (default: the lab's shared images directory)")
+    build.add_argument("--force", action="store_true")
+    return p
+
+
+def _require_root() -> None:
+    if os.geteuid() != 0:
+        raise SystemExit("mhm lab: must run as root (it creates network namespaces)")
+
+
+def _ensure_guest(cfg: LabConfig, force: bool = False) -> None:
+    from multihost_migration.lab.guest import build_guest
+    from multihost_migration.lab.accel import cached_probe
+    images = cfg.shared_dir / "images"
+    image = build_guest(images, force=force)
+    accel, reason = cached_probe(image, cfg.shared_dir / ".accel.json")
+    lab.record_accel(cfg.state_dir, accel, reason, image.to_dict())
+    print(f"guest: {image.kernel.parent} (accel {accel}: {reason})")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.area == "guest":
+        from multihost_migration.lab.guest import build_guest
+        cfg = LabConfig()
+        out = args.output or cfg.shared_dir / "images"
+        start = time.monotonic()
+        image = build_guest(out, force=args.force)
+        print(f"guest ready in {out} ({time.monotonic() - start:.1f} s)")
+        if args.output is None and lab.inventory_path(cfg.state_dir).exists():
+            _ensure_guest(cfg)
+        del image
+        return 0
+    if args.action in ("up", "down", "exec"):
+        _require_root()
+    if args.action == "up":
+        cfg = LabConfig(hosts=args.hosts, subnet=args.subnet)
+        start = time.monotonic()
+        inv = lab.up(cfg)
+        if not args.no_guest:
+            _ensure_guest(cfg)
+        hosts = ", ".join(f"{h.name}={h.address}" for h in inv.hosts)
+        print(f"lab up in {time.monotonic() - start:.1f} s: {hosts}; "
+              f"inventory {lab.inventory_path(cfg.state_dir)}")
+        return 0
+    if args.action == "down":
+        lab.down(LabConfig(), purge=args.purge)
+        print("lab down")
+        return 0
+    inv = lab.load_inventory()
+    if args.action == "inventory":
+        sys.stdout.write(inv.to_yaml())
+        return 0
+    if args.action == "status":
+        problems = lab.status_problems(inv)
+        for host in inv.hosts:
+            print(f"{host.name}\t{host.address}\t{host.netns}\tsshd pid {host.sshd_pid}")
+        print(f"accel\t{inv.accel}\t{inv.accel_reason}")
+        if problems:
+            print("problems:\n  " + "\n  ".join(problems))
+            return 1
+        print("lab healthy")
+        return 0
+    # exec
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    argv = lab.exec_argv(inv, args.host, command)
+    os.execvp(argv[0], argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return run(args)
+    except MigrationTestError as err:
+        print(f"mhm: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("mhm: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

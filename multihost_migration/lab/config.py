@@ -1,0 +1,104 @@
+"""Lab settings and its address plan, validated once at the edge."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from multihost_migration.errors import LabError
+from multihost_migration.lab.netns import run
+
+DEFAULT_SUBNET = "198.18.0.0/24"
+DEFAULT_STATE_DIR = Path(os.environ.get("MHM_LAB_STATE", "/run/mhm-lab"))
+DEFAULT_SHARED_DIR = Path(os.environ.get("MHM_LAB_SHARED", "/var/lib/mhm-lab/shared"))
+PREFIX = "mhm"
+MAX_HOSTS = 64
+HOST_NAME_RE = re.compile(r"^h([1-9][0-9]*)$")
+
+# The directories of /var/lib/virt_test that hosts see, and how they are
+# mounted there (the user guide: images rw, reference data ro).
+SHARED_SUBDIRS: dict[str, str] = {
+    "images": "rw",
+    "images_archive": "rw",
+    "isos": "ro",
+    "steps_data": "ro",
+    "gpg": "ro",
+}
+VIRT_TEST_ROOT = Path("/var/lib/virt_test")
+
+
+@dataclass(frozen=True)
+class LabConfig:
+    hosts: int = 2
+    subnet: str = DEFAULT_SUBNET
+    state_dir: Path = DEFAULT_STATE_DIR
+    shared_dir: Path = DEFAULT_SHARED_DIR
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.hosts <= MAX_HOSTS:
+            raise LabError(f"--hosts must be between 1 and {MAX_HOSTS}, got {self.hosts}")
+        try:
+            net = ipaddress.IPv4Network(self.subnet, strict=True)
+        except ValueError as err:
+            raise LabError(f"--subnet {self.subnet!r} is not an IPv4 network: {err}") from err
+        if net.num_addresses < 16 + self.hosts:
+            raise LabError(f"--subnet {self.subnet} is too small for {self.hosts} hosts")
+
+    @property
+    def network(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network(self.subnet)
+
+    @property
+    def prefixlen(self) -> int:
+        return self.network.prefixlen
+
+    def host_names(self) -> list[str]:
+        return [f"h{i}" for i in range(1, self.hosts + 1)]
+
+    def address(self, name: str) -> str:
+        """ctl is network+1, hN is network+10+N."""
+        base = self.network.network_address
+        if name == "ctl":
+            return str(base + 1)
+        match = HOST_NAME_RE.match(name)
+        if not match or int(match.group(1)) > self.hosts:
+            raise LabError(f"unknown lab host {name!r}; hosts are ctl, "
+                           + ", ".join(self.host_names()))
+        return str(base + 10 + int(match.group(1)))
+
+    @staticmethod
+    def netns_of(name: str) -> str:
+        return f"{PREFIX}-{name}"
+
+
+BRIDGE_NETNS = f"{PREFIX}-br"
+
+
+def root_routes() -> list[ipaddress.IPv4Network]:
+    """Every IPv4 destination routed in the root namespace (all tables)."""
+    out = run(["ip", "-j", "-4", "route", "show", "table", "all"]).stdout
+    nets = []
+    for route in json.loads(out or "[]"):
+        dst = route.get("dst", "")
+        if dst in ("default", "") or route.get("type") in ("broadcast",):
+            continue
+        try:
+            nets.append(ipaddress.IPv4Network(dst, strict=False))
+        except ValueError:
+            continue
+    return nets
+
+
+def check_subnet_free(subnet: str) -> None:
+    """Refuse a lab subnet that overlaps any route of the root namespace."""
+    net = ipaddress.IPv4Network(subnet)
+    for route in root_routes():
+        if route.prefixlen == 32 and route.network_address.is_loopback:
+            continue
+        if net.overlaps(route) and not route.network_address.is_loopback:
+            raise LabError(f"lab subnet {subnet} overlaps the root namespace route "
+                           f"{route}; choose another with --subnet")

@@ -1,0 +1,221 @@
+"""SSH access to a test host (paramiko): run commands, stream output, copy files.
+
+Host keys are verified against a known_hosts file by default; accepting
+unknown keys is an explicit choice (`accept_unknown_host_key=True`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import socket
+import stat
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Callable, Optional
+
+import paramiko
+
+from multihost_migration.errors import RemoteCommandError, RemoteError, RemoteTimeout
+
+log = logging.getLogger(__name__)
+
+SocketFactory = Callable[[str, int, float], socket.socket]
+
+
+@dataclass(frozen=True)
+class SshTarget:
+    """Where and how to reach one host."""
+    hostname: str
+    port: int = 22
+    user: str = "root"
+    key_filename: Optional[str] = None
+    password: Optional[str] = None
+    known_hosts: Optional[str] = None
+    accept_unknown_host_key: bool = False
+    connect_timeout: float = 15.0
+
+    @classmethod
+    def parse(cls, spec: str, **defaults: object) -> "SshTarget":
+        """`[user@]host[:port]`, as autotest accepts it."""
+        user, _, hostport = spec.rpartition("@")
+        host, port = hostport, None
+        if hostport.count(":") == 1:
+            host, _, port_text = hostport.partition(":")
+            if not port_text.isdigit():
+                raise RemoteError(f"bad port in host spec {spec!r}")
+            port = int(port_text)
+        if not host:
+            raise RemoteError(f"empty host name in host spec {spec!r}")
+        fields: dict[str, object] = dict(defaults)
+        fields["hostname"] = host
+        if user:
+            fields["user"] = user
+        if port is not None:
+            fields["port"] = port
+        return cls(**fields)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    command: str
+    exit_status: int
+    stdout: str
+    stderr: str
+    duration: float
+
+
+class RemoteHost:
+    """A connection to one host. Use as a context manager."""
+
+    def __init__(self, target: SshTarget, socket_factory: Optional[SocketFactory] = None) -> None:
+        self.target = target
+        self.name = target.hostname
+        self._socket_factory = socket_factory
+        self._client: Optional[paramiko.SSHClient] = None
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> "RemoteHost":
+        self.connect()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def connect(self) -> None:
+        t = self.target
+        client = paramiko.SSHClient()
+        if t.known_hosts:
+            client.load_host_keys(t.known_hosts)
+        client.set_missing_host_key_policy(
+            paramiko.AutoAddPolicy() if t.accept_unknown_host_key else paramiko.RejectPolicy())
+        sock = None
+        try:
+            if self._socket_factory is not None:
+                sock = self._socket_factory(t.hostname, t.port, t.connect_timeout)
+            client.connect(
+                t.hostname, port=t.port, username=t.user, key_filename=t.key_filename,
+                password=t.password, timeout=t.connect_timeout, banner_timeout=t.connect_timeout,
+                auth_timeout=t.connect_timeout, allow_agent=False,
+                look_for_keys=t.key_filename is None and t.password is None, sock=sock)
+        except paramiko.BadHostKeyException as err:
+            raise RemoteError(f"{t.hostname}: host key does not match {t.known_hosts}: "
+                              "possible man-in-the-middle; fix known_hosts") from err
+        except paramiko.SSHException as err:
+            if "not found in known_hosts" in str(err):
+                raise RemoteError(
+                    f"{t.hostname}: unknown host key (not in {t.known_hosts or 'known_hosts'}); "
+                    "add it, or pass the option to accept unknown host keys") from err
+            if isinstance(err, paramiko.AuthenticationException):
+                raise RemoteError(f"{t.user}@{t.hostname}:{t.port}: authentication "
+                                  f"failed ({err})") from err
+            raise RemoteError(f"{t.hostname}:{t.port}: SSH failed: {err}") from err
+        except socket.timeout as err:
+            raise RemoteTimeout(f"{t.hostname}:{t.port}: connection timed out after "
+                                f"{t.connect_timeout:.0f} s") from err
+        except OSError as err:
+            raise RemoteError(f"{t.hostname}:{t.port}: cannot connect: "
+                              f"{err.strerror or err}") from err
+        transport = client.get_transport()
+        if transport is not None:
+            transport.set_keepalive(5)
+        self._client = client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    @property
+    def client(self) -> paramiko.SSHClient:
+        if self._client is None:
+            raise RemoteError(f"{self.name}: not connected")
+        return self._client
+
+    def run(self, command: str, timeout: float = 60.0, check: bool = True,
+            on_line: Optional[Callable[[str], None]] = None) -> CommandResult:
+        """Run `command` with a deadline; on_line gets stdout lines as they arrive."""
+        start = time.monotonic()
+        deadline = start + timeout
+        log.debug("%s: run %s", self.name, command)
+        transport = self.client.get_transport()
+        if transport is None or not transport.is_active():
+            raise RemoteError(f"{self.name}: SSH connection is closed")
+        chan = transport.open_session(timeout=timeout)
+        try:
+            chan.exec_command(command)
+            chan.shutdown_write()
+            out, err = _collect(chan, deadline, on_line)
+            if not chan.exit_status_ready():
+                raise RemoteTimeout(f"{self.name}: command timed out after {timeout:.0f} s: "
+                                    f"{command}\n{(out + err)[-2000:]}")
+            status = chan.recv_exit_status()
+        finally:
+            chan.close()
+        result = CommandResult(command, status, out, err, time.monotonic() - start)
+        if check and status != 0:
+            raise RemoteCommandError(self.name, command, status, out + err)
+        return result
+
+    def put(self, local: Path, remote: str) -> None:
+        with self.client.open_sftp() as sftp:
+            sftp.put(str(local), remote)
+
+    def get_tree(self, remote: str, local: Path) -> int:
+        """Copy a remote directory tree; returns the number of files."""
+        count = 0
+        with self.client.open_sftp() as sftp:
+            stack = [(PurePosixPath(remote), local)]
+            while stack:
+                rdir, ldir = stack.pop()
+                ldir.mkdir(parents=True, exist_ok=True)
+                for entry in sftp.listdir_attr(str(rdir)):
+                    rpath, lpath = rdir / entry.filename, ldir / entry.filename
+                    mode = entry.st_mode or 0
+                    if stat.S_ISDIR(mode):
+                        stack.append((rpath, lpath))
+                    elif stat.S_ISREG(mode):
+                        sftp.get(str(rpath), str(lpath))
+                        count += 1
+        return count
+
+
+def _collect(chan: paramiko.Channel, deadline: float,
+             on_line: Optional[Callable[[str], None]]) -> tuple[str, str]:
+    out: list[bytes] = []
+    err: list[bytes] = []
+    pending = b""
+    chan.settimeout(0.2)
+    while time.monotonic() < deadline:
+        got = False
+        if chan.recv_ready():
+            data = chan.recv(65536)
+            out.append(data)
+            got = bool(data)
+            if on_line is not None:
+                pending += data
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    on_line(line.decode(errors="replace"))
+        if chan.recv_stderr_ready():
+            err.append(chan.recv_stderr(65536))
+            got = True
+        if not got:
+            if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
+                break
+            chan.status_event.wait(0.05)
+    if on_line is not None and pending:
+        on_line(pending.decode(errors="replace"))
+    return b"".join(out).decode(errors="replace"), b"".join(err).decode(errors="replace")
+
+
+def quote(args: list[str]) -> str:
+    return " ".join(shlex.quote(a) for a in args)
+
+
+def default_known_hosts() -> Optional[str]:
+    path = os.path.expanduser("~/.ssh/known_hosts")
+    return path if os.path.exists(path) else None

@@ -1,0 +1,49 @@
+"""Fixtures for tests that need the two-host lab (root, real namespaces)."""
+
+from __future__ import annotations
+
+import os
+from typing import Iterator
+
+import pytest
+
+from multihost_migration.lab import lab
+from multihost_migration.lab.config import LabConfig
+from multihost_migration.lab.inventory import Inventory
+from multihost_migration.remote import RemoteHost
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/lab/" in str(item.fspath):
+            item.add_marker(pytest.mark.lab)
+
+
+@pytest.fixture(scope="session")
+def lab_config() -> LabConfig:
+    if os.geteuid() != 0:
+        pytest.fail("lab tests need root (network namespaces); run them as root")
+    return LabConfig()
+
+
+@pytest.fixture(scope="session")
+def lab_inventory(lab_config: LabConfig) -> Iterator[Inventory]:
+    """The lab, up for the whole session and taken down at its end."""
+    lab.up(lab_config)
+    try:
+        yield lab.load_inventory(lab_config.state_dir)
+    finally:
+        lab.down(lab_config)
+
+
+@pytest.fixture
+def inventory(lab_inventory: Inventory, lab_config: LabConfig) -> Inventory:
+    """The lab's current inventory (a test may have rebuilt the lab)."""
+    lab.up(lab_config)
+    return lab.load_inventory(lab_config.state_dir)
+
+
+def connect(inv: Inventory, host: str) -> RemoteHost:
+    remote = RemoteHost(lab.ssh_target(inv, host), lab.ctl_socket_factory(inv))
+    remote.connect()
+    return remote
