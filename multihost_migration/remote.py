@@ -136,8 +136,14 @@ class RemoteHost:
         return self._client
 
     def run(self, command: str, timeout: float = 60.0, check: bool = True,
-            on_line: Optional[Callable[[str], None]] = None) -> CommandResult:
-        """Run `command` with a deadline; on_line gets stdout lines as they arrive."""
+            on_line: Optional[Callable[[str], None]] = None,
+            get_pty: bool = False) -> CommandResult:
+        """Run `command` with a deadline; on_line gets stdout lines as they arrive.
+
+        With get_pty the remote command gets SIGHUP when the connection drops
+        (stdout and stderr are then merged): the way to make sure a remote job
+        dies with its controller.
+        """
         start = time.monotonic()
         deadline = start + timeout
         log.debug("%s: run %s", self.name, command)
@@ -146,8 +152,11 @@ class RemoteHost:
             raise RemoteError(f"{self.name}: SSH connection is closed")
         chan = transport.open_session(timeout=timeout)
         try:
+            if get_pty:
+                chan.get_pty(width=500)
             chan.exec_command(command)
-            chan.shutdown_write()
+            if not get_pty:
+                chan.shutdown_write()
             out, err = _collect(chan, deadline, on_line)
             if not chan.exit_status_ready():
                 raise RemoteTimeout(f"{self.name}: command timed out after {timeout:.0f} s: "
@@ -199,7 +208,7 @@ def _collect(chan: paramiko.Channel, deadline: float,
                 pending += data
                 *lines, pending = pending.split(b"\n")
                 for line in lines:
-                    on_line(line.decode(errors="replace"))
+                    on_line(line.decode(errors="replace").rstrip("\r"))
         if chan.recv_stderr_ready():
             err.append(chan.recv_stderr(65536))
             got = True

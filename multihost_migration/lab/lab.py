@@ -239,3 +239,21 @@ def ctl_socket_factory(inv: Inventory) -> SocketFactory:
         with netns.entered(inv.controller.netns):
             return socket.create_connection((hostname, port), timeout=timeout)
     return connect
+
+
+def qemu_pids() -> list[int]:
+    """Every QEMU on this machine, in any namespace.
+
+    /proc/PID/comm holds 15 characters, "qemu-system-x86" for
+    qemu-system-x86_64: `pgrep -x qemu-system-x86_64` never matches.
+    """
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/comm") as f:
+                    if f.read().startswith("qemu-system-"):
+                        pids.append(int(entry))
+            except OSError:
+                continue
+    return sorted(pids)

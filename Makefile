@@ -1,0 +1,37 @@
+# The two commands of the README.  Each does all of its own set-up first.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTEST := $(VENV)/bin/pytest
+
+.PHONY: setup demo test test-full test-unit lab-up lab-down guest typecheck bench clean
+
+setup:
+	./scripts/setup.sh
+
+## make demo: lab up, guest built, a real two-host migration, results printed.
+demo: setup
+	./scripts/demo.sh
+
+## make test: the suite that CI runs (< 45 min here).
+test: setup
+	$(PYTEST) -q -m "not slow" tests
+
+## make test-full: everything, endurance and the full scenario set included.
+test-full: setup
+	$(PYTEST) -q tests
+
+test-unit: setup
+	$(PYTEST) -q tests/unit
+
+typecheck: setup
+	$(VENV)/bin/mypy multihost_migration
+
+lab-up: setup
+	$(VENV)/bin/mhm lab up
+
+lab-down:
+	$(VENV)/bin/mhm lab down
+
+bench: setup
+	$(PY) benchmarks/sync_bench.py

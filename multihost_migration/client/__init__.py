@@ -1,0 +1,1 @@
+"""The per-host client job (see job.py)."""

@@ -1,0 +1,373 @@
+"""MultihostMigration: the user API for multi-host migration scenarios.
+
+Every host runs the same scenario code with its own `hostid`; the roles of a
+migration (source, destination) are decided by comparing `hostid` with the
+`srchost`/`dsthost` arguments.  A migration, step by step:
+
+    source                               destination
+    ------                               -----------
+                                         destroy stale copies of the VMs
+    ---------------- barrier "ready" -----------------
+    boot the VMs if not running          start QEMU with -incoming defer,
+    start_work(mig_data)                 set capabilities, migrate-incoming
+    ---------- sync: destination sends {vm: port} -----------
+    migrate_vms_src(): QMP migrate       wait for the incoming side to end
+    ---------- sync: both send their migration status ----------
+    check_vms_src(): QEMU postmigrate,   check_vms_dst(): guest runs
+    then stop it                         check_work(mig_data)
+    ------------------ barrier "checked" --------------------
+
+A failure on either side aborts the migration's sync session: the peer is
+released at once with SyncAborted carrying the original error.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+from multihost_migration.errors import ConfigError, MigrationError, SyncAborted, SyncError
+from multihost_migration.params import Params
+from multihost_migration.qemu.env import Env
+from multihost_migration.qemu.vm import VM
+from multihost_migration import storage
+from multihost_migration.sync import SyncData, SyncServer
+
+log = logging.getLogger(__name__)
+
+Work = Callable[["MigrationData"], None]
+
+
+def _abort_quietly(session: SyncData, reason: str) -> None:
+    """Best effort: the error being reported matters more than a failed abort
+    (the server may be gone already, its peers then released anyway)."""
+    try:
+        session.abort(reason)
+    except SyncError as err:
+        log.warning("could not abort sync session %s: %s", session.session_id, err)
+
+
+class MigrationData:
+    """What one migration is about, as seen from this host."""
+
+    def __init__(self, params: Params, hostid: str, srchost: str, dsthost: str,
+                 vms_name: Sequence[str], mig_id: str) -> None:
+        self.params = params
+        self.hostid = hostid
+        self.src = srchost
+        self.dst = dsthost
+        self.vms_name = list(vms_name)
+        self.mig_id = mig_id
+        self.vms: list[VM] = []
+        self.vm_ports: dict[str, int] = {}
+        self.stats: dict[str, dict[str, Any]] = {}
+
+    def is_src(self) -> bool:
+        return self.hostid == self.src
+
+    def is_dst(self) -> bool:
+        return self.hostid == self.dst
+
+    def __repr__(self) -> str:
+        return f"<MigrationData {self.mig_id} {self.src}->{self.dst} vms={self.vms_name}>"
+
+
+class MigrationThread(threading.Thread):
+    """A migration running in the background; join() re-raises its error."""
+
+    def __init__(self, target: Callable[[], None], name: str) -> None:
+        super().__init__(target=target, name=name, daemon=True)
+        self._body = target
+        self.error: Optional[BaseException] = None
+
+    def run(self) -> None:
+        try:
+            self._body()
+        except BaseException as err:  # noqa: B036 - handed to join()
+            self.error = err
+
+    def join(self, timeout: Optional[float] = None) -> None:
+        super().join(timeout)
+        if self.is_alive():
+            raise MigrationError(f"{self.name} still running after {timeout} s")
+        if self.error is not None:
+            err, self.error = self.error, None
+            raise err
+
+
+class MultihostMigration:
+    """Base class of multi-host migration scenarios; see the module docstring."""
+
+    def __init__(self, test: Any, params: Params, env: Env,
+                 preprocess_env: bool = True) -> None:
+        self.test = test
+        self.params = params
+        self.env = env
+        self.hosts: list[str] = list(params.get("hosts") or [])
+        self.hostid = str(params.get("hostid", ""))
+        if len(self.hosts) < 2 or self.hostid not in self.hosts:
+            raise ConfigError(f"params hosts={self.hosts!r} hostid={self.hostid!r}: "
+                              "need at least two hosts, and hostid among them")
+        self.master_id = self.hosts[0]
+        self.vms = params.objects("vms")
+        self.login_timeout = params.get_float("login_timeout", 360.0)
+        self.mig_timeout = params.get_float("mig_timeout", 300.0)
+        self.sync_timeout = params.get_float("sync_timeout", 120.0)
+        self.job_id = str(params.get("job_id", "mhm"))
+        self._secret = str(params.get("sync_secret", ""))
+        self._sync_port = params.get_int("sync_port", 13234)
+        self._counter = itertools.count(1)
+        self._counter_lock = threading.Lock()
+        self.outputdir = Path(getattr(test, "outputdir", "."))
+        # Shared with the client job's test object, which reports them.
+        self.migrations: list[MigrationData] = getattr(test, "migrations", [])
+        self.sync_server: Optional[SyncServer] = None
+        if self.hostid == self.master_id:
+            self.sync_server = SyncServer("0.0.0.0", self._sync_port, self._secret)
+            self.sync_server.start()
+        self._main_sync = self._session("main", self.hosts)
+        if preprocess_env:
+            self._prepare_disks()
+
+    # -- sync helpers ---------------------------------------------------------
+
+    def address_of(self, hostid: str) -> str:
+        return str(self.params.get(f"address_{hostid}", hostid))
+
+    def _session(self, name: str, hosts: Sequence[str]) -> SyncData:
+        return SyncData(self.address_of(self.master_id), self.hostid, list(hosts),
+                        session_id=f"{self.job_id}:{name}", port=self._sync_port,
+                        secret=self._secret)
+
+    def sync(self, data: Any = None, tag: Optional[str] = None,
+             timeout: Optional[float] = None) -> dict[str, Any]:
+        """Exchange data with every host of the test: {hostid: data}."""
+        return self._main_sync.sync(data, timeout=timeout or self.sync_timeout, tag=tag)
+
+    def abort(self, reason: str) -> None:
+        """Release every peer at once: they raise SyncAborted with `reason`."""
+        _abort_quietly(self._main_sync, reason)
+
+    # -- disks ----------------------------------------------------------------
+
+    def vm_params(self, name: str) -> Params:
+        """A VM's params; disks this test creates get names unique to the job,
+        so parallel pairs on the same shared storage never share a disk."""
+        params = self.params.object_params(name)
+        for image in params.objects("images"):
+            iparams = params.object_params(image)
+            if iparams.get("create_image") == "yes" and not iparams.get("image_path"):
+                params[f"image_name_{image}"] = f"{iparams.get('image_name', image)}-{self.job_id}-{name}"
+        return params
+
+    def _images(self) -> list[storage.ImageSpec]:
+        return [img for vm in self.vms for img in storage.images_of(vm, self.vm_params(vm))]
+
+    def _prepare_disks(self) -> None:
+        """Master creates the disks; all hosts check they see the same files."""
+        images = self._images()
+        if self.hostid == self.master_id:
+            for image in images:
+                if image.create:
+                    storage.create_image(image)
+        self._main_sync.barrier("disks-created", timeout=self.sync_timeout)
+        seen = {}
+        for image in images:
+            storage.check_image(image)
+            seen[str(image.path)] = storage.fingerprint(image.path)
+        views = self._main_sync.sync(seen, timeout=self.sync_timeout, tag="disks-checked")
+        for host, view in views.items():
+            if view != seen:
+                raise MigrationError(f"shared storage is not coherent: {self.hostid} sees "
+                                     f"{seen}, {host} sees {view}")
+
+    # -- VMs ------------------------------------------------------------------
+
+    def _new_vm(self, name: str, role: str, mig_id: str) -> VM:
+        log_dir = self.outputdir / name / f"{mig_id}-{role}"
+        return VM(name, self.vm_params(name), log_dir, self.address_of)
+
+    def prepare_vms(self, mig_data: MigrationData) -> None:
+        """Source: boot the VMs that are not running yet."""
+        mig_data.vms = []
+        for name in mig_data.vms_name:
+            vm = self.env.get_vm(name)
+            if vm is None or not vm.is_alive():
+                vm = self._new_vm(name, "src", mig_data.mig_id)
+                vm.create()
+                self.env.register_vm(name, vm)
+            mig_data.vms.append(vm)
+
+    def destroy_stale_vms(self, mig_data: MigrationData) -> None:
+        """Destination: a VM of the same name still here would hold the disk."""
+        for name in mig_data.vms_name:
+            vm = self.env.unregister_vm(name)
+            if vm is not None:
+                vm.destroy(gracefully=False)
+
+    # -- hooks a subclass may override ---------------------------------------
+
+    def before_migration(self, mig_data: MigrationData) -> None:
+        """Runs on both hosts before anything else of a migration."""
+
+    def post_migration(self, mig_data: MigrationData) -> None:
+        """Runs on both hosts once a migration is checked."""
+
+    def migrate_vms_dest(self, mig_data: MigrationData) -> dict[str, int]:
+        """Destination: start the VMs waiting for the stream; return their ports."""
+        mig_data.vms = []
+        caps = self._capabilities(mig_data.params)
+        for name in mig_data.vms_name:
+            vm = self._new_vm(name, "dst", mig_data.mig_id)
+            self.env.register_vm(name, vm)
+            vm.create(incoming=True)
+            if caps:
+                vm.set_migration_capabilities(caps)
+            mig_data.vms.append(vm)
+            mig_data.vm_ports[name] = vm.start_incoming(
+                "tcp", str(mig_data.params.get("migration_listen", "0.0.0.0")), 0)
+        return mig_data.vm_ports
+
+    def migrate_vms_src(self, mig_data: MigrationData) -> None:
+        """Source: migrate every VM of the migration, one after another."""
+        caps = self._capabilities(mig_data.params)
+        for vm in mig_data.vms:
+            if caps:
+                vm.set_migration_capabilities(caps)
+            log.info("%s: migrating to %s port %s", vm.name, mig_data.dst,
+                     mig_data.vm_ports[vm.name])
+            vm.migrate(mig_data.dst, mig_data.vm_ports, timeout=self.mig_timeout)
+
+    def check_vms_src(self, mig_data: MigrationData) -> None:
+        """Source: QEMU must have handed the guest over; then stop it."""
+        for vm in mig_data.vms:
+            status = vm.query_status() if vm.is_alive() else "gone"
+            if status not in ("postmigrate", "gone"):
+                raise MigrationError(f"{vm.name}: source QEMU is {status!r} after migration, "
+                                     "expected 'postmigrate'")
+            self.env.unregister_vm(vm.name)
+            vm.destroy(gracefully=False)
+
+    def check_vms_dst(self, mig_data: MigrationData) -> None:
+        """Destination: the guest must be running here now."""
+        for vm in mig_data.vms:
+            status = vm.query_status()
+            if status != "running":
+                raise MigrationError(f"{vm.name}: destination guest is {status!r} after "
+                                     f"migration, expected 'running'\n{vm.log_tail()}")
+
+    @staticmethod
+    def _capabilities(params: Params) -> dict[str, bool]:
+        return {cap: True for cap in params.objects("migration_capabilities")}
+
+    # -- migrations -----------------------------------------------------------
+
+    def migrate(self, vms_name: Sequence[str], srchost: str, dsthost: str,
+                start_work: Optional[Work] = None, check_work: Optional[Work] = None,
+                params_append: Optional[dict[str, Any]] = None) -> MigrationThread:
+        """Start a migration in a thread and return it; join() re-raises errors."""
+        with self._counter_lock:
+            index = next(self._counter)
+        for host in (srchost, dsthost):
+            if host not in self.hosts:
+                raise ConfigError(f"migration host {host!r} is not one of {self.hosts}")
+        params = Params(self.params)
+        params.update(params_append or {})
+        mig_id = f"mig{index}"
+        mig_data = MigrationData(params, self.hostid, srchost, dsthost, vms_name, mig_id)
+        self.migrations.append(mig_data)
+        thread = MigrationThread(
+            lambda: self._migrate(mig_data, start_work, check_work),
+            name=f"{mig_id}-{'+'.join(vms_name)}-{srchost}-{dsthost}")
+        thread.start()
+        return thread
+
+    def migrate_wait(self, vms_name: Sequence[str], srchost: str, dsthost: str,
+                     start_work: Optional[Work] = None, check_work: Optional[Work] = None,
+                     params_append: Optional[dict[str, Any]] = None) -> None:
+        self.migrate(vms_name, srchost, dsthost, start_work, check_work, params_append).join()
+
+    def _migrate(self, mig_data: MigrationData, start_work: Optional[Work],
+                 check_work: Optional[Work]) -> None:
+        if not (mig_data.is_src() or mig_data.is_dst()):
+            log.info("%s: this host takes no part", mig_data.mig_id)
+            return
+        session = self._session(mig_data.mig_id, [mig_data.src, mig_data.dst])
+        timeout = self.sync_timeout
+        try:
+            self.before_migration(mig_data)
+            if mig_data.is_dst():
+                self.destroy_stale_vms(mig_data)
+            session.barrier("ready", timeout=timeout)
+            if mig_data.is_src():
+                self.prepare_vms(mig_data)
+                if start_work is not None:
+                    start_work(mig_data)
+                ports = session.sync(None, timeout=self.login_timeout + timeout, tag="ports")
+                mig_data.vm_ports = {k: int(v) for k, v in ports[mig_data.dst].items()}
+                self.migrate_vms_src(mig_data)
+                mig_data.stats = {vm.name: vm.migration_stats().as_dict() for vm in mig_data.vms}
+            else:
+                ports = self.migrate_vms_dest(mig_data)
+                session.sync(ports, timeout=self.login_timeout + timeout, tag="ports")
+            # The destination waits here, not on QEMU: if the source fails it
+            # aborts the session and this returns at once with its reason.
+            states = session.sync(mig_data.stats or None,
+                                  timeout=self.mig_timeout + timeout, tag="migrated")
+            mig_data.stats = mig_data.stats or states.get(mig_data.src) or {}
+            if mig_data.is_dst():
+                for vm in mig_data.vms:
+                    vm.wait_for_migration_incoming(timeout=timeout)
+            if mig_data.is_src():
+                self.check_vms_src(mig_data)
+            else:
+                self.check_vms_dst(mig_data)
+                if check_work is not None:
+                    check_work(mig_data)
+            session.barrier("checked", timeout=self.login_timeout + timeout)
+            self.post_migration(mig_data)
+        except SyncAborted:
+            raise
+        except BaseException as err:
+            reason = f"{type(err).__name__} on {self.hostid}: {err}"
+            log.error("%s failed: %s", mig_data.mig_id, reason)
+            _abort_quietly(session, reason)
+            raise
+        finally:
+            session.close()
+
+    # -- the test ---------------------------------------------------------------
+
+    def migration_scenario(self) -> None:
+        """What a scenario does; subclasses override."""
+        raise NotImplementedError("subclasses of MultihostMigration define migration_scenario()")
+
+    def run(self) -> None:
+        """Run the scenario, then clean up on every host together."""
+        try:
+            self.migration_scenario()
+            self._main_sync.barrier("scenario-done", timeout=self.mig_timeout + self.sync_timeout)
+        except SyncAborted:
+            raise
+        except BaseException as err:
+            self.abort(f"{type(err).__name__} on {self.hostid}: {err}")
+            raise
+        finally:
+            self.cleanup()
+
+    def cleanup(self) -> None:
+        """Stop this host's VMs; the master removes the disks and the server."""
+        try:
+            self.env.destroy_all(gracefully=False)
+        finally:
+            try:
+                self._main_sync.close()
+            finally:
+                if self.sync_server is not None:
+                    for image in self._images():
+                        if image.create:
+                            storage.remove_image(image)
+                    self.sync_server.stop()

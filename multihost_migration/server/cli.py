@@ -1,0 +1,166 @@
+"""autotest-remote: run a server control file against a set of machines.
+
+    autotest-remote -m host1,host2 [-r RESULTS] [options] control.srv [ARGS...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import getpass
+import json
+import logging
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from multihost_migration.errors import ConfigError, MigrationTestError
+from multihost_migration.remote import default_known_hosts
+from multihost_migration.server.control_env import AutoservError, namespace
+from multihost_migration.server.job import JobOptions, ServerJob
+from multihost_migration.status import parse
+
+log = logging.getLogger("autotest-remote")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="autotest-remote", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-m", "--machines", default="",
+                   help="machines, comma or space separated ([user@]host[:port])")
+    p.add_argument("-M", "--machines-file", type=Path,
+                   help="file with one machine per line (# comments)")
+    p.add_argument("-r", "--results", type=Path, help="results directory "
+                   "(default: results/<timestamp>)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="allow writing into an existing results directory")
+    p.add_argument("-a", "--args", default="", help="arguments for the control file")
+    p.add_argument("--ssh-user", default="root")
+    p.add_argument("--ssh-port", type=int, default=22)
+    p.add_argument("--ssh-pass", default=None)
+    p.add_argument("--ssh-key", default=None, help="private key file")
+    p.add_argument("--known-hosts", default=None,
+                   help="known_hosts file to verify host keys (default ~/.ssh/known_hosts)")
+    p.add_argument("--accept-unknown-host-keys", action="store_true",
+                   help="connect to hosts whose key is not in known_hosts")
+    p.add_argument("--remote-python", default="python3",
+                   help="python interpreter on the hosts that has this suite")
+    p.add_argument("--cfg", type=Path, default=None, help="test cfg (default "
+                   "cfg/multi-host-tests.cfg)")
+    p.add_argument("--verbose", action="store_true", help="show the hosts' log lines")
+    p.add_argument("control", type=Path, help="server control file")
+    p.add_argument("control_args", nargs=argparse.REMAINDER,
+                   help="arguments for the control file")
+    return p
+
+
+def parse_machines(text: str, machines_file: Optional[Path]) -> list[str]:
+    items = text.replace(",", " ").split()
+    if machines_file is not None:
+        try:
+            lines = machines_file.read_text().splitlines()
+        except OSError as err:
+            raise ConfigError(f"cannot read machines file: {err.strerror}",
+                              filename=str(machines_file)) from err
+        for line in lines:
+            line = line.split("#", 1)[0].strip()
+            if line:
+                items.extend(line.replace(",", " ").split())
+    return sorted(set(items))
+
+
+def options_from(args: argparse.Namespace) -> JobOptions:
+    if not args.control.is_file():
+        raise ConfigError(f"control file {args.control} not found")
+    machines = parse_machines(args.machines, args.machines_file)
+    resultdir = args.results or Path("results") / datetime.datetime.now().strftime(
+        "%Y-%m-%d-%H%M%S")
+    if resultdir.exists() and any(resultdir.iterdir()) and not args.overwrite:
+        raise ConfigError(f"results directory {resultdir} exists and is not empty; "
+                          "pass --overwrite or choose another -r")
+    control_args = args.args.split() + [a for a in args.control_args if a != "--"]
+    ssh = {"user": args.ssh_user, "port": args.ssh_port, "key_filename": args.ssh_key,
+           "password": args.ssh_pass,
+           "known_hosts": args.known_hosts or default_known_hosts(),
+           "accept_unknown_host_key": args.accept_unknown_host_keys}
+    return JobOptions(resultdir=resultdir.resolve(), control=args.control.resolve(),
+                      machines=machines, args=control_args, ssh_defaults=ssh,
+                      remote_python=args.remote_python, verbose=args.verbose,
+                      cfg=args.cfg.resolve() if args.cfg else None)
+
+
+def _write_keyval(path: Path, values: dict[str, Any]) -> None:
+    with open(path, "a") as f:
+        for key, value in values.items():
+            f.write(f"{key}={value}\n")
+
+
+def _setup_logging(resultdir: Path, verbose: bool) -> None:
+    debug = resultdir / "debug"
+    debug.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    root.setLevel(logging.DEBUG)
+    fmt = logging.Formatter("%(asctime)s %(levelname)-5s %(threadName)s %(name)s| %(message)s")
+    for level, name in ((logging.DEBUG, "autoserv.DEBUG"), (logging.INFO, "autoserv.INFO")):
+        handler = logging.FileHandler(debug / name)
+        handler.setLevel(level)
+        handler.setFormatter(fmt)
+        root.addHandler(handler)
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.INFO if verbose else logging.WARNING)
+    console.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    root.addHandler(console)
+    logging.getLogger("paramiko").setLevel(logging.WARNING)
+
+
+def run_job(options: JobOptions) -> int:
+    options.resultdir.mkdir(parents=True, exist_ok=True)
+    _setup_logging(options.resultdir, options.verbose)
+    job = ServerJob(options)
+    started = time.time()
+    _write_keyval(options.resultdir / "keyval", {
+        "job_started": int(started), "user": getpass.getuser(),
+        "drone": socket.gethostname(), "machines": ",".join(options.machines),
+        "control": options.control})
+    (options.resultdir / "control.srv").write_text(options.control.read_text())
+    code = compile(options.control.read_text(), str(options.control), "exec")
+    with job.status.group(None, None):
+        try:
+            exec(code, namespace(job))  # the control file is the user's own program
+        except AutoservError as err:
+            job.record("FAIL" if type(err).__name__ != "JobError" else "ERROR",
+                       None, None, str(err))
+        except MigrationTestError as err:
+            job.record("ERROR", None, None, str(err))
+    _write_keyval(options.resultdir / "keyval", {"job_finished": int(time.time())})
+    (options.resultdir / "results.json").write_text(json.dumps(
+        {"job": {"machines": options.machines, "started": started, "finished": time.time(),
+                 "control": str(options.control), "args": options.args},
+         "tests": job.tests}, indent=1))
+    final = parse((options.resultdir / "status.log").read_text())[-1].status
+    verdict = final.replace("END ", "")
+    print(f"\nresults: {options.resultdir}\nverdict: {verdict}")
+    for test in job.tests:
+        print(f"  {test['status']:<6} {test['name']} on {','.join(test['hosts'])}"
+              f" ({test['duration']:.1f} s){'' if test['status'] == 'GOOD' else ': ' + test['reason'][:300]}")
+    return 0 if verdict == "GOOD" else 1
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        options = options_from(args)
+        return run_job(options)
+    except MigrationTestError as err:
+        print(f"autotest-remote: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("autotest-remote: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""The namespace a server control file runs in, shaped like autotest's.
+
+Names: job, machines, args, hosts, autotest_remote, parallel_simple,
+subcommand, utils, error (and the error classes themselves), host_id.
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Any, Sequence
+
+from multihost_migration.remote import RemoteHost, SshTarget
+from multihost_migration.server.job import ServerJob
+
+
+class AutoservError(Exception):
+    """Base of the errors a control file may raise."""
+
+
+class JobError(AutoservError):
+    """The job cannot run (bad machines, bad arguments)."""
+
+
+class TestError(AutoservError):
+    __test__ = False
+
+
+class TestFail(TestError):
+    __test__ = False
+
+
+class TestNAError(TestError):
+    __test__ = False
+
+
+class AutoservRunError(AutoservError):
+    pass
+
+
+class AutoservSSHTimeout(AutoservError):
+    pass
+
+
+ERRORS = {cls.__name__: cls for cls in (AutoservError, JobError, TestError, TestFail,
+                                         TestNAError, AutoservRunError, AutoservSSHTimeout)}
+
+
+def form_ntuples_from_machines(machines: Sequence[str], n: int = 2
+                               ) -> tuple[list[list[str]], list[tuple[str, str]]]:
+    """Group machines n by n, in order; leftovers come back as failures."""
+    ntuples, failures = [], []
+    full = len(machines) - len(machines) % n
+    for i in range(0, full, n):
+        ntuples.append(list(machines[i:i + n]))
+    for machine in machines[full:]:
+        failures.append((machine, f"machine {machine} left without a partner: "
+                                  f"the test needs groups of {n} machines"))
+    return ntuples, failures
+
+
+def extra_cfg_lines(args: Sequence[str]) -> list[str]:
+    """Control-file arguments as cfg lines: key=value, 'only X', 'no X'."""
+    lines = []
+    for arg in args:
+        if arg == "all":
+            continue
+        if arg.startswith(("only ", "no ")) or "=" in arg:
+            key, eq, value = arg.partition("=")
+            lines.append(arg if not eq or arg.startswith(("only ", "no "))
+                         else f"{key.strip()} = {value.strip()}")
+        else:
+            raise JobError(f"control argument {arg!r} is neither key=value, "
+                           "'only FILTER', 'no FILTER' nor 'all'")
+    return lines
+
+
+def host_id(machine: str) -> str:
+    return SshTarget.parse(machine).hostname
+
+
+def namespace(job: ServerJob) -> dict[str, Any]:
+    def create_host(hostname: str, **kwargs: Any) -> RemoteHost:
+        return RemoteHost(job.ssh_target(hostname))
+
+    hosts = types.SimpleNamespace(create_host=create_host, RemoteHost=RemoteHost)
+    utils = types.SimpleNamespace(form_ntuples_from_machines=form_ntuples_from_machines)
+    error = types.SimpleNamespace(**ERRORS)
+    subcommand = types.SimpleNamespace(parallel_simple=job.parallel_simple)
+    autotest_remote = types.SimpleNamespace(host_id=host_id)
+    ns: dict[str, Any] = {
+        "__name__": "__main__", "job": job, "machines": list(job.machines),
+        "args": list(job.args), "hosts": hosts, "utils": utils, "error": error,
+        "subcommand": subcommand, "autotest_remote": autotest_remote,
+        "parallel_simple": job.parallel_simple, "host_id": host_id,
+    }
+    ns.update(ERRORS)
+    return ns

@@ -1,0 +1,239 @@
+"""Server side of one Cartesian test: per-host params, client jobs, results.
+
+For every test dict the cfg selects, on a group of hosts:
+
+1. build each host's params: the dict, `hosts` (host ids = machine names as
+   given), `hostid`, `address_<hostid>` (resolved here), the sync server
+   (master = hosts[0], a port, a fresh per-test secret), `job_id`, and the
+   per-host overrides `key_host1`, `key_host2` ... (by position);
+2. on every host at once, over SSH: upload the params (SFTP, mode 0600),
+   run `python -m multihost_migration.client`, stream its status lines;
+3. copy each host's result directory back, embed its status.log lines;
+4. the test's verdict is the worst of the hosts', with each host's reason.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import secrets
+import shlex
+import socket
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence, TextIO
+
+from multihost_migration.client.job import STATUS_PREFIX, redact
+from multihost_migration.errors import ConfigError, MigrationTestError, RemoteError
+from multihost_migration.params import Params
+from multihost_migration.remote import RemoteHost, SshTarget
+from multihost_migration.status import SEVERITY, StatusLog, parse, worst
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TEST_TIMEOUT = 1800.0
+_print_lock = threading.Lock()
+
+
+@dataclass
+class HostOutcome:
+    host: str
+    status: str = "ERROR"
+    reason: str = "client job did not report"
+    status_lines: Optional[list[str]] = None
+    duration: float = 0.0
+
+
+def say(text: str, stream: TextIO = sys.stdout) -> None:
+    """One console line; parallel hosts never garble each other's lines."""
+    with _print_lock:
+        stream.write(text + "\n")
+        stream.flush()
+
+
+def resolve(machine: str) -> str:
+    """The address peers use for `machine` (hosts may be given by name)."""
+    try:
+        infos = socket.getaddrinfo(machine, None, socket.AF_INET, socket.SOCK_STREAM)
+    except socket.gaierror as err:
+        raise RemoteError(f"cannot resolve host {machine!r}: {err.strerror}") from err
+    return str(infos[0][4][0])
+
+
+def host_params(test: dict[str, Any], hosts: Sequence[str], addresses: dict[str, str],
+                secret: str, sync_port: int, job_id: str) -> dict[str, Params]:
+    """The params each host's client job receives."""
+    base = Params(test)
+    out = {}
+    for index, host in enumerate(hosts):
+        params = base.object_params(f"host{index + 1}")
+        params.update({
+            "hosts": list(hosts), "hostid": host, "job_id": job_id,
+            "sync_secret": secret, "sync_port": str(sync_port),
+            "sync_server": addresses[hosts[0]],
+        })
+        for h, addr in addresses.items():
+            params[f"address_{h}"] = addr
+        out[host] = params
+    return out
+
+
+class CfgTestRunner:
+    """Runs the tests a cfg selects on one group of hosts."""
+
+    def __init__(self, status: StatusLog, outputdir: Path,
+                 targets: dict[str, SshTarget], remote_python: str = "python3",
+                 verbose: bool = False) -> None:
+        self.status = status
+        self.outputdir = outputdir
+        self.targets = targets
+        self.hosts = list(targets)
+        self.remote_python = remote_python
+        self.verbose = verbose
+
+    def run(self, test: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+        """Run one test dict on all hosts; returns (status, reason, summary)."""
+        name = str(test.get("shortname") or test.get("name"))
+        testdir = self.outputdir / name
+        testdir.mkdir(parents=True, exist_ok=True)
+        job_id = f"{name}-{secrets.token_hex(4)}"
+        addresses = {h: resolve(self.targets[h].hostname) for h in self.hosts}
+        port = int(test.get("sync_port") or random.randint(20000, 29999))
+        params = host_params(test, self.hosts, addresses, secrets.token_hex(32), port, job_id)
+        (testdir / "params.json").write_text(json.dumps(
+            {h: redact(dict(p)) for h, p in params.items()}, indent=1, sort_keys=True))
+        timeout = float(test.get("test_timeout") or DEFAULT_TEST_TIMEOUT)
+        outcomes = {h: HostOutcome(h) for h in self.hosts}
+        threads = [threading.Thread(target=self._run_host, name=f"client-{h}", daemon=True,
+                                    args=(h, params[h], testdir / h, timeout, outcomes[h]))
+                   for h in self.hosts]
+        start = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        with self.status.group(name, name):
+            for host in self.hosts:
+                lines = outcomes[host].status_lines
+                if lines:
+                    self.status.record_raw(lines, 0)
+                else:
+                    self.status.record(outcomes[host].status, f"{name}/{host}", host,
+                                       outcomes[host].reason)
+            verdict = worst(*(o.status for o in outcomes.values()))
+            bad = [f"{o.host}: {o.reason}" for o in outcomes.values() if o.status != "GOOD"]
+            reason = "; ".join(bad) if bad else "completed successfully"
+            self.status.record(verdict, name, name, reason,
+                               fields={"duration": f"{time.monotonic() - start:.1f}"})
+        summary = {"name": name, "hosts": self.hosts, "status": verdict, "reason": reason,
+                   "duration": round(time.monotonic() - start, 3),
+                   "logdir": str(testdir), "params": redact(dict(Params(test))),
+                   "host_results": {h: {"status": o.status, "reason": o.reason}
+                                    for h, o in outcomes.items()},
+                   "migrations": _migrations(testdir, self.hosts)}
+        return verdict, reason, summary
+
+    def _run_host(self, host: str, params: Params, localdir: Path, timeout: float,
+                  outcome: HostOutcome) -> None:
+        start = time.monotonic()
+        try:
+            self._run_client(host, params, localdir, timeout, outcome)
+        except MigrationTestError as err:
+            outcome.status, outcome.reason = "ERROR", str(err)
+        except Exception as err:
+            log.exception("client on %s", host)
+            outcome.status, outcome.reason = "ERROR", f"{type(err).__name__}: {err}"
+        finally:
+            outcome.duration = time.monotonic() - start
+            say(f"[{host}] client job ended: {outcome.status} ({outcome.duration:.1f} s)")
+
+    def _run_client(self, host: str, params: Params, localdir: Path, timeout: float,
+                    outcome: HostOutcome) -> None:
+        workdir = f"/tmp/mhm-{params['job_id']}"
+        remote_results = f"{workdir}/results"
+        localdir.mkdir(parents=True, exist_ok=True)
+        with RemoteHost(self.targets[host]) as remote:
+            remote.run(f"mkdir -p -m 0700 {shlex.quote(workdir)}", timeout=30)
+            with tempfile.NamedTemporaryFile("w", suffix=".json") as tmp:
+                json.dump(dict(params), tmp)
+                tmp.flush()
+                remote.put(Path(tmp.name), f"{workdir}/params.json")
+            remote.run(f"chmod 600 {shlex.quote(workdir)}/params.json", timeout=30)
+            lines: list[str] = []
+            console = open(localdir / "client.console.log", "w")
+
+            def on_line(line: str) -> None:
+                console.write(line + "\n")
+                console.flush()
+                if line.startswith(STATUS_PREFIX):
+                    status_line = line[len(STATUS_PREFIX):]
+                    lines.append(status_line)
+                    say(f"[{host}] {status_line.strip()}")
+                elif self.verbose:
+                    say(f"[{host}] {line}")
+
+            cmd = (f"cd {shlex.quote(workdir)} && exec {self.remote_python} -m "
+                   f"multihost_migration.client --params params.json "
+                   f"--resultsdir {shlex.quote(remote_results)}")
+            try:
+                result = remote.run(cmd, timeout=timeout, check=False, on_line=on_line,
+                                    get_pty=True)
+            finally:
+                console.close()
+                try:
+                    remote.get_tree(remote_results, localdir)
+                except (OSError, RemoteError) as err:
+                    log.warning("%s: could not copy results back: %s", host, err)
+                remote.run(f"rm -rf {shlex.quote(workdir)}", timeout=60, check=False)
+        final = _final_status(localdir / "status.log", lines)
+        outcome.status_lines = (localdir / "status.log").read_text().splitlines() \
+            if (localdir / "status.log").exists() else lines
+        if final is None:
+            outcome.status = "ERROR"
+            outcome.reason = (f"client job exited {result.exit_status} without a verdict; "
+                              f"output:\n{result.stdout[-1500:]}")
+        else:
+            outcome.status, outcome.reason = final
+
+
+def _final_status(path: Path, streamed: list[str]) -> Optional[tuple[str, str]]:
+    text = path.read_text() if path.exists() else "\n".join(streamed)
+    for entry in reversed(parse(text)):
+        if entry.indent == 1 and entry.status in SEVERITY:
+            return entry.status, entry.reason
+    return None
+
+
+def _migrations(testdir: Path, hosts: Sequence[str]) -> list[dict[str, Any]]:
+    """Every migration, once, from the source host's record."""
+    out = []
+    for host in hosts:
+        path = testdir / host / "migrations.json"
+        if not path.exists():
+            continue
+        try:
+            records = json.loads(path.read_text())
+        except ValueError:
+            continue
+        out += [r for r in records if r.get("role") == "src"]
+    return out
+
+
+def select_tests(cfg: Path, extra_lines: Sequence[str]) -> list[dict[str, Any]]:
+    """Parse the cfg plus extra lines ('only x', 'key = value'); refuse zero tests."""
+    from multihost_migration.cartesian import Parser
+    parser = Parser()
+    parser.parse_file(str(cfg))
+    for line in extra_lines:
+        parser.parse_string(line)
+    tests = list(parser.get_dicts())
+    if not tests:
+        extra = f" with the extra lines {list(extra_lines)}" if extra_lines else ""
+        raise ConfigError(f"the filters select zero tests{extra}; check the `only`/`no` "
+                          "lines", filename=str(cfg))
+    return tests

@@ -1,0 +1,29 @@
+"""Server test: run what cfg/multi-host-tests.cfg selects on one group of hosts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+from multihost_migration.server.dispatch import CfgTestRunner, select_tests
+from multihost_migration.server.job import ServerTest
+
+CFG = Path(__file__).resolve().parents[2] / "cfg" / "multi-host-tests.cfg"
+
+
+class multihost_migration(ServerTest):  # noqa: N801 - autotest names tests by module
+    def run_once(self, machines: Sequence[str], extra_lines: Sequence[str] = (),
+                 cfg: Optional[str] = None) -> None:
+        options = self.job.options
+        cfg_path = Path(cfg) if cfg else (options.cfg or CFG)
+        tests = select_tests(cfg_path, list(extra_lines))
+        targets = {}
+        for machine in machines:
+            target = self.job.ssh_target(machine)
+            targets[target.hostname] = target
+        runner = CfgTestRunner(self.job.status, self.outputdir, targets,
+                               remote_python=options.remote_python, verbose=options.verbose)
+        for test in tests:
+            _, _, summary = runner.run(test)
+            summary["group"] = self.tagged_testname
+            self.job.add_test_result(summary)

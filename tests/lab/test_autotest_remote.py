@@ -1,0 +1,128 @@
+"""The whole path: autotest-remote -m h1,h2 control.srv on the lab, real QEMU."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from multihost_migration.lab import netns
+from multihost_migration.lab.lab import qemu_pids
+from multihost_migration.lab.demo import ROOT, autotest_remote_argv
+from multihost_migration.lab.inventory import Inventory
+from multihost_migration.status import parse
+
+TEST = "migrate_multi_host.tcp.JeOS.mhm"
+
+
+
+
+@pytest.fixture
+def guest_lab(inventory: Inventory) -> Iterator[Inventory]:
+    """The lab with the guest built; asserts no QEMU outlives the test."""
+    subprocess.run([sys.executable, "-m", "multihost_migration.lab.cli", "guest", "build"],
+                   check=True, timeout=300)
+    assert qemu_pids() == [], "QEMU running before the test"
+    yield inventory
+    left = qemu_pids()
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert left == [], "QEMU left running after the test"
+
+
+def run_autotest_remote(inv: Inventory, results: Path, *args: str,
+                        timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    argv = autotest_remote_argv(inv, results, ROOT / "control.srv", list(args))
+    argv[argv.index(f"accel={inv.accel}")] = "accel=tcg"
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+
+
+def test_demo_migrates_a_real_guest_from_h1_to_h2(guest_lab: Inventory, tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "multihost_migration.lab.demo",
+                           "--results", str(tmp_path)], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = (tmp_path / "latest").resolve()
+    assert str(results) in proc.stdout and "verdict: GOOD" in proc.stdout
+
+    entries = parse((results / "status.log").read_text())
+    assert entries[-1].status == "END GOOD"
+    test_end = [e for e in entries if e.subdir == TEST and e.status.startswith("END")]
+    assert test_end and test_end[-1].status == "END GOOD"
+
+    testdir = results / "multihost_migration.h1_h2" / TEST
+    mig = json.loads((results / "results.json").read_text())["tests"][0]["migrations"]
+    assert len(mig) == 1 and mig[0]["src"] == "h1" and mig[0]["dst"] == "h2"
+    stats = mig[0]["stats"]["vm1"]
+    assert stats["status"] == "completed" and stats["transferred"] > 0
+
+    # The guest ran on h1 before: it booted there and dd was started there ...
+    src_serial = (testdir / "h1" / "vm1" / "mig1-src" / "vm1-serial.log").read_text()
+    assert "login:" in src_serial and "nohup dd" in src_serial
+    # ... and on h2 after: the same shell answered there, dd still running.
+    dst_serial = (testdir / "h2" / "vm1" / "mig1-dst" / "vm1-serial.log").read_text()
+    assert "killall -0 dd" in dst_serial and "killall -9 dd" in dst_serial
+    assert "login:" not in dst_serial, "the destination guest rebooted instead of migrating"
+    for host in ("h1", "h2"):
+        assert (testdir / host / "debug" / "client.DEBUG").stat().st_size > 0
+        assert list((testdir / host / "vm1").glob("*/vm1-qemu.log"))
+
+
+def test_wrong_image_name_is_a_fail_with_the_reason(guest_lab: Inventory, tmp_path: Path) -> None:
+    start = time.monotonic()
+    proc = run_autotest_remote(guest_lab, tmp_path / "r", "create_image=no",
+                               "image_name=no-such-disk")
+    elapsed = time.monotonic() - start
+    assert proc.returncode == 1
+    status = (tmp_path / "r" / "status.log").read_text()
+    entries = parse(status)
+    assert entries[-1].status == "END FAIL"
+    fail = [e for e in entries if e.status == "FAIL" and e.subdir == TEST]
+    assert fail and "no-such-disk" in fail[0].reason and "not found" in fail[0].reason
+    assert elapsed < 60, f"a missing image took {elapsed:.0f} s to report"
+
+
+def test_destination_qemu_killed_before_migration_is_a_fail(guest_lab: Inventory,
+                                                             tmp_path: Path) -> None:
+    """The fault comes from outside: whatever QEMU appears on h2 is killed."""
+    killed: list[int] = []
+    stop = threading.Event()
+
+    def killer() -> None:
+        deadline = time.monotonic() + 120
+        while not stop.is_set() and time.monotonic() < deadline:
+            for pid in netns.pids("mhm-h2"):
+                try:
+                    comm = Path(f"/proc/{pid}/comm").read_text().strip()
+                except OSError:
+                    continue
+                if comm == "qemu-system-x86":
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                    return
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    start = time.monotonic()
+    try:
+        proc = run_autotest_remote(guest_lab, tmp_path / "r")
+    finally:
+        stop.set()
+        thread.join(5)
+    elapsed = time.monotonic() - start
+    assert killed, "the destination QEMU never appeared"
+    assert proc.returncode == 1
+    entries = parse((tmp_path / "r" / "status.log").read_text())
+    verdict = [e for e in entries if e.subdir == TEST and e.indent == 2 and e.status != "START"]
+    assert verdict and verdict[0].status == "FAIL", verdict
+    assert "h2" in verdict[0].reason
+    assert elapsed < 60, f"took {elapsed:.0f} s"
