@@ -175,3 +175,176 @@ class MigrationError(MigrationTestError):
 
 class StorageError(MigrationTestError):
     """Images on shared storage could not be prepared or checked."""
+
+
+# --- QEMU / migration engine details (appended) ---------------------------
+
+
+class VMStateError(VMError):
+    """A VM operation was called in a lifecycle state that does not allow it."""
+
+    def __init__(self, vm: str, operation: str, state: str,
+                 allowed: Sequence[str]) -> None:
+        self.vm = vm
+        self.operation = operation
+        self.state = state
+        self.allowed = list(allowed)
+        super().__init__(vm, operation, state, self.allowed)
+
+    def __str__(self) -> str:
+        return (f"{self.vm}: {self.operation}() not allowed in state {self.state} "
+                f"(allowed: {', '.join(self.allowed)})")
+
+
+class VMDiedError(VMError):
+    """The QEMU process exited while it was expected to be running."""
+
+    def __init__(self, vm: str, exitcode: Optional[int], log_tail: str) -> None:
+        self.vm = vm
+        self.exitcode = exitcode
+        self.log_tail = log_tail
+        super().__init__(vm, exitcode, log_tail)
+
+    def __str__(self) -> str:
+        return (f"QEMU for {self.vm} exited unexpectedly (exit code {self.exitcode})\n"
+                f"QEMU log tail:\n{tail(self.log_tail)}")
+
+
+class QMPCommandError(QMPError):
+    """QEMU answered a QMP command with an error."""
+
+    def __init__(self, vm: str, command: str, arguments: object,
+                 error_class: str, desc: str) -> None:
+        self.vm = vm
+        self.command = command
+        self.arguments = arguments
+        self.error_class = error_class
+        self.desc = desc
+        super().__init__(vm, command, arguments, error_class, desc)
+
+    def __str__(self) -> str:
+        return (f"{self.vm}: QMP {self.command} {self.arguments!r} failed: "
+                f"{self.error_class}: {self.desc}")
+
+
+class MigrationFailed(MigrationError):
+    """A migration ended in a non-completed state or passed its deadline.
+
+    Carries the last status, QEMU's error-desc, the last query-migrate
+    statistics (a plain dict) and the tail of the QEMU log(s).
+    """
+
+    def __init__(self, vm: str, reason: str, status: Optional[str] = None,
+                 error_desc: Optional[str] = None,
+                 stats: Optional[dict[str, object]] = None,
+                 log_tail: str = "") -> None:
+        self.vm = vm
+        self.reason = reason
+        self.status = status
+        self.error_desc = error_desc
+        self.stats = dict(stats or {})
+        self.log_tail = log_tail
+        super().__init__(vm, reason, status, error_desc)
+
+    def __str__(self) -> str:
+        msg = f"migration of {self.vm} failed: {self.reason} (status {self.status})"
+        if self.error_desc:
+            msg += f": {self.error_desc}"
+        if self.log_tail:
+            msg += f"\nQEMU log tail:\n{tail(self.log_tail)}"
+        return msg
+
+
+class MigrationTimeout(MigrationFailed):
+    """A migration did not finish before its deadline."""
+
+
+class SyncProtocolError(SyncError):
+    """A sync peer broke the wire protocol: bad frame, bad MAC, bad message."""
+
+    def __init__(self, peer: str, reason: str) -> None:
+        self.peer = peer
+        self.reason = reason
+        super().__init__(peer, reason)
+
+    def __str__(self) -> str:
+        return f"sync protocol error from {self.peer}: {self.reason}"
+
+
+class SyncConnectTimeout(SyncTimeout):
+    """The sync server could not be reached before the deadline."""
+
+    def __init__(self, address: str, port: int, timeout: float,
+                 last_error: str) -> None:
+        self.address = address
+        self.port = port
+        self.timeout = timeout
+        self.last_error = last_error
+        super().__init__(address, port, timeout, last_error)
+
+    def __str__(self) -> str:
+        return (f"sync server {self.address}:{self.port} not reachable within "
+                f"{self.timeout:.1f} s (last error: {self.last_error})")
+
+
+class SyncBarrierTimeout(SyncTimeout):
+    """A sync point did not complete by its deadline.
+
+    `missing` lists the hosts that never arrived; None when the server itself
+    did not answer in time (then nobody knows who is missing).
+    """
+
+    def __init__(self, session: str, tag: str, host: str, timeout: float,
+                 missing: Optional[Sequence[str]]) -> None:
+        self.session = session
+        self.tag = tag
+        self.host = host
+        self.timeout = timeout
+        self.missing = None if missing is None else list(missing)
+        super().__init__(session, tag, host, timeout, self.missing)
+
+    def __str__(self) -> str:
+        where = f"sync session {self.session!r} point {self.tag!r}"
+        if self.missing is None:
+            return (f"{where}: {self.host} got no answer from the sync server "
+                    f"within {self.timeout:.1f} s")
+        return (f"{where}: {self.host} timed out after {self.timeout:.1f} s "
+                f"waiting for {', '.join(self.missing)}")
+
+
+class ConfigSyntaxError(ConfigError):
+    """A Cartesian config line could not be parsed: file, line, column, text."""
+
+    def __init__(self, message: str, filename: Optional[str] = None,
+                 line: Optional[int] = None, column: Optional[int] = None,
+                 text: str = "") -> None:
+        super().__init__(message, filename, line)
+        self.column = column
+        self.text = text
+
+    def __str__(self) -> str:
+        where = ""
+        if self.filename is not None:
+            where = self.filename
+            if self.line is not None:
+                where += f":{self.line}"
+                if self.column is not None:
+                    where += f":{self.column}"
+            where += ": "
+        msg = where + self.message
+        if self.text:
+            msg += f"\n    {self.text}"
+            if self.column is not None:
+                msg += "\n    " + " " * (self.column - 1) + "^"
+        return msg
+
+
+class MissingIncludeError(ConfigSyntaxError):
+    """An ``include`` names a file that does not exist; names the including
+    file and line and the path that was looked for."""
+
+    def __init__(self, path: str, filename: Optional[str], line: Optional[int],
+                 column: Optional[int] = None, text: str = "") -> None:
+        super().__init__(f"included file not found: {path}", filename, line,
+                         column, text)
+        self.path = path

@@ -16,14 +16,10 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from multihost_migration.errors import MigrationTestError
 from multihost_migration.lab import lab
 from multihost_migration.lab.config import DEFAULT_SUBNET, LabConfig
-
-if TYPE_CHECKING:
-    from multihost_migration.lab.guest import GuestImage
 
 log = logging.getLogger("mhm")
 
@@ -64,35 +60,12 @@ def _require_root() -> None:
         raise SystemExit("mhm lab: must run as root (it creates network namespaces)")
 
 
-def _cached_accel(image: "GuestImage", cache: Path) -> tuple[str, str]:
-    """The accelerator probe's answer, cached per guest, QEMU and host kernel
-    (a probe of a hanging KVM costs its whole deadline)."""
-    import json
-    import subprocess
-    from multihost_migration.lab.accel import probe_accel
-    qemu = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True,
-                          text=True, timeout=30).stdout.splitlines()[:1]
-    key = f"{image.input_sha256}|{qemu}|{os.uname().release}"
-    try:
-        cached = json.loads(cache.read_text())
-        if cached.get("key") == key:
-            return str(cached["accel"]), str(cached["reason"]) + " (cached)"
-    except (OSError, ValueError, KeyError):
-        pass
-    start = time.monotonic()
-    accel = probe_accel(image)
-    reason = (f"the guest reached login: under KVM" if accel == "kvm" else
-              "KVM unusable or the guest did not boot under it: TCG")
-    reason += f" (probe {time.monotonic() - start:.1f} s)"
-    cache.write_text(json.dumps({"key": key, "accel": accel, "reason": reason}))
-    return accel, reason
-
-
 def _ensure_guest(cfg: LabConfig, force: bool = False) -> None:
+    from multihost_migration.lab.accel import cached_probe
     from multihost_migration.lab.guest import build_guest
     images = cfg.shared_dir / "images"
     image = build_guest(images, force=force)
-    accel, reason = _cached_accel(image, cfg.shared_dir / ".accel.json")
+    accel, reason = cached_probe(image, cfg.shared_dir / ".accel.json")
     lab.record_accel(cfg.state_dir, accel, reason, image.to_dict())
     print(f"guest: {image.kernel.parent} (accel {accel}: {reason})")
 
