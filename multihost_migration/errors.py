@@ -348,3 +348,19 @@ class MissingIncludeError(ConfigSyntaxError):
         super().__init__(f"included file not found: {path}", filename, line,
                          column, text)
         self.path = path
+
+
+# --- reports (appended) ----------------------------------------------------
+
+
+class ReportError(MigrationTestError):
+    """A results directory cannot be turned into a report: names the file
+    (or directory) and what is wrong with it."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(path, reason)
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"

@@ -1,0 +1,476 @@
+"""One QEMU virtual machine: launch, QMP, console login, migration, shutdown.
+
+Lifecycle (`VMState`), guarded by `_require_state`:
+
+    NEW --create()--> RUNNING --migrate()--> MIGRATING --completed--> MIGRATED
+     |                  ^                        |--failed/cancelled--> RUNNING
+     |                  |
+     +--create(incoming=True)--> INCOMING --wait_for_migration_incoming()--+
+    any --destroy()--> DESTROYED --create()--> ...
+
+Thread safety: QMP commands go through a thread-safe `QMPChannel`; state
+transitions take `_lock`; long waits never hold it, so `destroy()` from
+another thread always proceeds.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import shlex
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Callable, Mapping, Optional, Union
+
+from ..errors import (GuestError, LoginError, MigrationError, MigrationFailed,
+                      QMPError, VMDiedError, VMError, VMLaunchError, VMStateError)
+from ..guest.console import ConsoleSession
+from .cmdline import RunPaths, build_command, effective_cache, o_direct_supported
+from .config import VMConfig
+from .migration import MigrationWaiter
+from .process import QemuProcess, read_tail
+from .qmp_channel import QMPChannel
+from .stats import MigrationStats
+from .transport import (exec_connect_command, exec_listen_command, free_port, incoming_uri,
+                        listening_port, outgoing_uri, wait_listening)
+
+LOG = logging.getLogger(__name__)
+
+#: Seconds allowed for QEMU to open its QMP socket after exec.
+LAUNCH_TIMEOUT = 30.0
+#: Seconds allowed for QMP `quit` to end the process in a graceful destroy.
+QUIT_TIMEOUT = 10.0
+_MAX_SOCKET_PATH = 100
+
+
+class VMState(enum.Enum):
+    NEW = "new"
+    STARTING = "starting"
+    RUNNING = "running"
+    INCOMING = "incoming"
+    MIGRATING = "migrating"
+    MIGRATED = "migrated"
+    DESTROYED = "destroyed"
+
+
+_QEMU_UP = (VMState.RUNNING, VMState.INCOMING, VMState.MIGRATING, VMState.MIGRATED)
+
+
+def _qmp_names(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Python-friendly keys (auto_converge) to QMP names (auto-converge)."""
+    return {key.replace("_", "-"): value for key, value in values.items()}
+
+
+class VM:
+    """A QEMU guest on this host.  The constructor does no I/O."""
+
+    def __init__(self, name: str, params: Mapping[str, Any], log_dir: Path,
+                 address_of: Optional[Callable[[str], Optional[str]]] = None) -> None:
+        self.name = name
+        self.params = dict(params)
+        self.config = VMConfig.from_params(name, self.params)
+        self.log_dir = Path(log_dir)
+        self.address_of = address_of
+        self.log = LOG.getChild(name)
+        self.command: list[str] = []
+        self.last_migration: Optional[MigrationStats] = None
+        self._lock = threading.RLock()
+        self._state = VMState.NEW
+        self._process: Optional[QemuProcess] = None
+        self._qmp: Optional[QMPChannel] = None
+        self._console: Optional[ConsoleSession] = None
+        self._run_dir: Optional[Path] = None
+        self._paths: Optional[RunPaths] = None
+        self._incoming_mark = 0
+        self.incoming_target: Optional[str] = None
+
+    # -- properties ---------------------------------------------------------
+
+    @property
+    def state(self) -> VMState:
+        return self._state
+
+    @property
+    def pid(self) -> Optional[int]:
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def serial_log_path(self) -> Path:
+        return self.log_dir / f"{self.name}-serial.log"
+
+    @property
+    def qemu_log_path(self) -> Path:
+        return self.log_dir / f"{self.name}-qemu.log"
+
+    @property
+    def paths(self) -> RunPaths:
+        if self._paths is None:
+            raise VMStateError(self.name, "paths", self._state.value,
+                               [s.value for s in _QEMU_UP])
+        return self._paths
+
+    def is_alive(self) -> bool:
+        return self._process is not None and self._process.is_alive()
+
+    def log_tail(self, max_bytes: int = 4096) -> str:
+        return read_tail(self.qemu_log_path, max_bytes)
+
+    def __repr__(self) -> str:
+        return f"<VM {self.name} {self._state.value} pid={self.pid}>"
+
+    def _require_state(self, operation: str, *allowed: VMState) -> None:
+        if self._state not in allowed:
+            raise VMStateError(self.name, operation, self._state.value,
+                               [s.value for s in allowed])
+
+    def _set_state(self, state: VMState) -> None:
+        with self._lock:
+            if state is not self._state:
+                self.log.debug("state %s -> %s", self._state.value, state.value)
+            self._state = state
+
+    # -- launch ---------------------------------------------------------------
+
+    def _make_paths(self) -> RunPaths:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        if len(str(self.log_dir)) + len(self.name) + 30 < _MAX_SOCKET_PATH:
+            run_dir = Path(tempfile.mkdtemp(prefix=f"{self.name}-run-", dir=self.log_dir))
+        else:  # unix socket paths are limited to 108 bytes
+            run_dir = Path(tempfile.mkdtemp(prefix=f"mhm-{self.name}-"))
+        self._run_dir = run_dir
+        return RunPaths(qmp_socket=run_dir / "qmp.sock",
+                        serial_socket=run_dir / "serial.sock",
+                        serial_log=self.serial_log_path,
+                        qemu_log=self.qemu_log_path,
+                        pidfile=run_dir / "qemu.pid",
+                        extra_serial_dir=run_dir)
+
+    def _probe_caches(self) -> dict[str, str]:
+        caches = {}
+        for disk in self.config.disks:
+            try:
+                o_direct = o_direct_supported(disk.path)
+            except OSError as err:
+                raise VMLaunchError(self.name, [self.config.qemu_binary], None,
+                                    f"cannot open disk {disk.path}: {err}") from err
+            caches[disk.name] = effective_cache(disk, o_direct)
+            if caches[disk.name] != disk.cache:
+                self.log.info("%s: O_DIRECT not supported on %s, cache=%s",
+                              disk.name, disk.path, caches[disk.name])
+        return caches
+
+    def create(self, incoming: bool = False, timeout: float = LAUNCH_TIMEOUT) -> None:
+        """Start QEMU (with `-incoming defer` if `incoming`) and connect QMP.
+
+        Raises VMLaunchError (command line, exit code, QEMU output) if QEMU
+        exits or does not open QMP within `timeout`; no process is left.
+        """
+        with self._lock:
+            self._require_state("create", VMState.NEW, VMState.DESTROYED)
+            self._set_state(VMState.STARTING)
+        try:
+            self._launch(incoming, timeout)
+        except BaseException:
+            self._cleanup_after_failed_launch()
+            raise
+        self._set_state(VMState.INCOMING if incoming else VMState.RUNNING)
+
+    def _launch(self, incoming: bool, timeout: float) -> None:
+        paths = self._paths = self._make_paths()
+        caches = self._probe_caches()
+        self.command = build_command(self.config, paths,
+                                     incoming="defer" if incoming else None,
+                                     caches=caches)
+        self.log.info("starting QEMU%s", " (incoming)" if incoming else "")
+        self.log.debug("command line: %s", shlex.join(self.command))
+        process = self._process = QemuProcess(self.name, paths.qemu_log, self.log)
+        try:
+            process.start(self.command)
+        except OSError as err:
+            raise VMLaunchError(self.name, self.command, None, str(err)) from err
+        qmp = self._qmp = QMPChannel(self.name, self.log)
+        try:
+            qmp.connect(paths.qmp_socket, timeout, process.is_alive)
+            qmp.execute("migrate-set-capabilities", {"capabilities": [
+                {"capability": "events", "state": True}]})
+        except QMPError as err:
+            if not process.wait(1.0):
+                process.kill()
+            raise VMLaunchError(self.name, self.command, process.returncode,
+                                f"{process.tail()}\n{err}") from err
+        self.log.info("QEMU pid %s up", process.pid)
+
+    def _cleanup_after_failed_launch(self) -> None:
+        try:
+            self._release(kill=True)
+        finally:
+            self._set_state(VMState.DESTROYED)
+
+    # -- QMP ------------------------------------------------------------------
+
+    def _channel(self, operation: str) -> QMPChannel:
+        self._require_state(operation, *_QEMU_UP)
+        if self._qmp is None:
+            raise VMStateError(self.name, operation, "no-qmp", [])
+        return self._qmp
+
+    def qmp(self, command: str, arguments: Optional[Mapping[str, Any]] = None,
+            *, timeout: float = 30.0, **kwargs: Any) -> Any:
+        """Execute a QMP command; arguments as a dict and/or keywords."""
+        args = dict(arguments or {})
+        args.update(kwargs)
+        channel = self._channel(command)
+        try:
+            return channel.execute(command, args or None, timeout=timeout)
+        except QMPError as err:
+            if self._process is not None and not self._process.wait(0.2):
+                raise
+            code = self._process.returncode if self._process else None
+            raise VMDiedError(self.name, code, self.log_tail()) from err
+
+    def pass_fd(self, fd: int, fdname: str) -> None:
+        """Give QEMU a file descriptor under `fdname` (SCM_RIGHTS + getfd)."""
+        self._channel("pass_fd").send_fd(fd, fdname)
+
+    def query_status(self) -> str:
+        return str(self.qmp("query-status")["status"])
+
+    def pause(self) -> None:
+        self.qmp("stop")
+
+    def resume(self) -> None:
+        self.qmp("cont")
+
+    # -- migration --------------------------------------------------------------
+
+    def set_migration_capabilities(self, capabilities: Mapping[str, bool]) -> None:
+        caps = [{"capability": name, "state": bool(state)}
+                for name, state in _qmp_names(capabilities).items()]
+        self.qmp("migrate-set-capabilities", capabilities=caps)
+
+    def set_migration_parameters(self, parameters: Mapping[str, Any]) -> None:
+        self.qmp("migrate-set-parameters", _qmp_names(parameters))
+
+    def query_migrate(self) -> dict[str, Any]:
+        return dict(self.qmp("query-migrate"))
+
+    def migration_stats(self) -> MigrationStats:
+        return MigrationStats.from_query(self.query_migrate())
+
+    def start_incoming(self, transport: str = "tcp", host: str = "0.0.0.0",
+                       port: int = 0, target: Optional[str] = None,
+                       fd: Optional[int] = None) -> int:
+        """migrate-incoming on a `create(incoming=True)` VM.
+
+        tcp:  listens on host:port; returns the real port (read back from
+              query-migrate, so port=0 picks a free one).
+        unix: listens on `target` (default: a socket in the run dir); see
+              `incoming_target`; returns 0.
+        exec: runs `target`, or by default a socat accepting one TCP
+              connection on host:port (port 0 = pick one); returns the port.
+        fd:   reads from `fd` (passed to QEMU here) or the getfd name `target`.
+        """
+        self._require_state("start_incoming", VMState.INCOMING)
+        real_port = int(port)
+        if transport == "unix" and target is None:
+            target = str(self.paths.extra_serial_dir / "migrate-in.sock")
+        elif transport == "exec" and target is None:
+            real_port = real_port or free_port(host)
+            target = exec_listen_command(host, real_port)
+        elif transport == "fd" and fd is not None:
+            target = "migfd-in"
+            self.pass_fd(fd, target)
+        uri = incoming_uri(transport, host, real_port, target)
+        self.incoming_target = target
+        self._incoming_mark = self._channel("start_incoming").events.mark()
+        try:
+            self.qmp("migrate-incoming", uri=uri)
+            if transport == "tcp":
+                real_port = listening_port(self.query_migrate()) or 0
+            elif transport == "exec" and real_port and not wait_listening(real_port, 10.0):
+                raise VMError(f"exec transport: nothing listens on port {real_port}")
+        except (QMPError, VMError) as err:
+            raise MigrationFailed(self.name, f"migrate-incoming {uri}: {err}",
+                                  log_tail=self.log_tail()) from err
+        self.log.info("waiting for incoming migration on %s (port %s)", uri, real_port)
+        return real_port if transport in ("tcp", "exec") else 0
+
+    def migrate(self, dest_host: str, remote_port: Union[int, Mapping[str, int]],
+                protocol: str = "tcp", timeout: float = 300.0, *,
+                target: Optional[str] = None, fd: Optional[int] = None,
+                wait: bool = True, destroy_source: bool = False,
+                postcopy_after: Optional[float] = None) -> MigrationStats:
+        """Migrate this (source) VM; block until done unless `wait=False`.
+
+        `dest_host` may be a host id, translated by `address_of` (used as
+        is when `address_of` returns None or "").  `remote_port` may map VM
+        names to ports.  Per protocol: tcp -> host:port; unix -> `target`
+        path; exec -> `target` command, default socat to host:port; fd ->
+        `fd` (passed here) or getfd name `target`.  With `postcopy_after`
+        (seconds; capability postcopy-ram on both sides) the migration is
+        switched to postcopy once it has been active that long.
+
+        Returns the final statistics; raises MigrationError (MigrationFailed /
+        MigrationTimeout) with status, error-desc and stats on failure.
+        """
+        with self._lock:
+            self._require_state("migrate", VMState.RUNNING)
+            self._set_state(VMState.MIGRATING)
+        try:
+            port = (remote_port[self.name] if isinstance(remote_port, Mapping)
+                    else int(remote_port))
+            host = (self.address_of(dest_host) if self.address_of else None) or dest_host
+            if protocol == "exec" and target is None:
+                target = exec_connect_command(host, port)
+            elif protocol == "fd" and fd is not None:
+                target = "migfd-out"
+                self.pass_fd(fd, target)
+            uri = outgoing_uri(protocol, host, port, target)
+            waiter = MigrationWaiter(self, postcopy_after=postcopy_after)
+            self.log.info("migrating to %s", uri)
+            self.qmp("migrate", uri=uri)
+        except (QMPError, VMError) as err:
+            self._set_state(VMState.RUNNING)
+            raise MigrationFailed(self.name, f"migrate command failed: {err}",
+                                  log_tail=self.log_tail()) from err
+        except BaseException:
+            self._set_state(VMState.RUNNING)
+            raise
+        if not wait:
+            return self.migration_stats()
+        stats = self.wait_for_migration(timeout, waiter)
+        if destroy_source:
+            self.destroy()
+        return stats
+
+    def wait_for_migration(self, timeout: float = 300.0,
+                           waiter: Optional[MigrationWaiter] = None) -> MigrationStats:
+        """Wait (source side) for a started migration to finish."""
+        self._require_state("wait_for_migration", VMState.MIGRATING)
+        waiter = waiter or MigrationWaiter(self, mark=0)
+        try:
+            stats = waiter.wait_source(timeout)
+        except MigrationError:
+            if self.is_alive():
+                self._set_state(VMState.RUNNING)
+            raise
+        self._set_state(VMState.MIGRATED)
+        self.last_migration = stats
+        self.log.info("migration completed: %s", stats.summary())
+        return stats
+
+    def start_postcopy(self) -> None:
+        """Switch a running precopy migration (postcopy-ram on) to postcopy."""
+        self._require_state("start_postcopy", VMState.MIGRATING)
+        self.qmp("migrate-start-postcopy")
+
+    def cancel_migration(self) -> None:
+        self.qmp("migrate_cancel")
+
+    def wait_for_migration_incoming(self, timeout: float = 300.0,
+                                    check: bool = True) -> str:
+        """Wait (destination side) until the incoming migration ends.
+
+        Returns "completed" once the guest runs here.  On failure raises
+        MigrationFailed with the QEMU log tail, or returns "failed" if
+        `check` is False.
+        """
+        if self._state is VMState.RUNNING:
+            return "completed"
+        self._require_state("wait_for_migration_incoming", VMState.INCOMING)
+        status = MigrationWaiter(self, mark=self._incoming_mark).wait_incoming(
+            timeout, check)
+        if status == "completed":
+            self._set_state(VMState.RUNNING)
+            self.log.info("incoming migration completed, guest running")
+        return status
+
+    # -- guest console ----------------------------------------------------------
+
+    def wait_for_login(self, timeout: float = 60.0) -> ConsoleSession:
+        """Log in on the serial console; closes any earlier session first."""
+        self._require_state("wait_for_login", VMState.RUNNING)
+        self.close_console()
+        login = self.config.login
+        session = ConsoleSession(self.name, self.paths.serial_socket,
+                                 username=login.username, password=login.password,
+                                 shell_prompt=login.shell_prompt,
+                                 login_prompt=login.login_prompt,
+                                 password_prompt=login.password_prompt,
+                                 logger=self.log.getChild("console"))
+        try:
+            session.open()
+            session.login(timeout)
+        except BaseException as err:
+            session.close()
+            if isinstance(err, LoginError) and not self.is_alive():
+                raise LoginError(self.name, f"QEMU exited: {err.reason}",
+                                 self.log_tail()) from err
+            raise
+        self._console = session
+        return session
+
+    login = wait_for_login
+
+    def close_console(self) -> None:
+        session, self._console = self._console, None
+        if session is not None:
+            session.close()
+
+    # -- shutdown ---------------------------------------------------------------
+
+    def destroy(self, gracefully: bool = True, timeout: float = 30.0) -> None:
+        """Stop QEMU: QMP quit -> wait -> SIGTERM/SIGKILL -> wait -> raise.
+
+        Idempotent; always releases the console, QMP and run directory.
+        """
+        with self._lock:
+            if self._state is VMState.NEW or (self._state is VMState.DESTROYED
+                                                and self._process is None):
+                return
+            try:
+                self._release(kill=False, gracefully=gracefully, timeout=timeout)
+            finally:
+                self._set_state(VMState.DESTROYED)
+
+    def _release(self, kill: bool, gracefully: bool = False,
+                 timeout: float = 30.0) -> None:
+        process, qmp = self._process, self._qmp
+        try:
+            try:
+                self.close_console()
+            except (GuestError, OSError) as err:
+                self.log.warning("closing console: %s", err)
+            if process is not None and process.is_alive():
+                if gracefully and not kill and qmp is not None and qmp.connected:
+                    self.log.debug("QMP quit")
+                    try:
+                        qmp.execute("quit", timeout=5.0)
+                    except QMPError as err:
+                        self.log.debug("quit: %s", err)
+                    process.wait(min(timeout, QUIT_TIMEOUT))
+                if process.is_alive():
+                    process.kill()
+            if process is not None:
+                self.log.info("QEMU exited with %s", process.returncode)
+        finally:
+            if qmp is not None:
+                qmp.close()
+            self._qmp = None
+            self._process = None
+            if self._run_dir is not None:
+                shutil.rmtree(self._run_dir, ignore_errors=True)
+                self._run_dir = None
+
+    def __enter__(self) -> "VM":
+        return self
+
+    def __exit__(self, exc_type: Optional[type[BaseException]],
+                 exc: Optional[BaseException], tb: Optional[TracebackType]) -> None:
+        self.destroy(gracefully=exc is None)
+
+
+__all__ = ["VM", "VMState", "MigrationStats"]

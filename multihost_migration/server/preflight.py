@@ -1,0 +1,203 @@
+"""Preflight: find, before any guest starts, what would break a run mid-way.
+
+On each host: SSH works, the suite is installed (same version), the QEMU
+binary runs, KVM is usable if the params ask for it only, the images
+directory exists, there is memory for the guests.  Between hosts: the
+storage is really shared (a token written on one host is read on the
+others), and TCP connections get through in both directions on a
+migration-range port (firewalls are found here, not mid-migration).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import secrets
+import shlex
+import threading
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional
+
+import multihost_migration
+from multihost_migration.errors import MigrationTestError
+from multihost_migration.remote import RemoteHost, SshTarget
+
+log = logging.getLogger(__name__)
+
+LISTEN_SNIPPET = (
+    "import socket,sys\n"
+    "s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+    "s.bind(('0.0.0.0', int(sys.argv[1]))); s.listen(1); s.settimeout(float(sys.argv[2]))\n"
+    "print('LISTENING', flush=True)\n"
+    "c, a = s.accept(); c.sendall(b'mhm-preflight-ok'); c.close()\n")
+CONNECT_SNIPPET = (
+    "import socket,sys,time\n"
+    "end=time.monotonic()+float(sys.argv[3]); err=None\n"
+    "while time.monotonic()<end:\n"
+    "    try:\n"
+    "        c=socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)\n"
+    "        print(c.recv(64).decode()); sys.exit(0)\n"
+    "    except OSError as e:\n"
+    "        err=e; time.sleep(0.1)\n"
+    "print('CONNECT FAILED', err); sys.exit(1)\n")
+
+
+@dataclass(frozen=True)
+class Check:
+    host: str
+    name: str
+    ok: bool
+    detail: str
+
+    def line(self) -> str:
+        return f"{'ok  ' if self.ok else 'FAIL'} {self.host:<16} {self.name:<14} {self.detail}"
+
+
+class Preflight:
+    def __init__(self, targets: Mapping[str, SshTarget], params: Mapping[str, Any],
+                 remote_python: str, addresses: Mapping[str, str]) -> None:
+        self.targets = dict(targets)
+        self.params = params
+        self.python = remote_python
+        self.addresses = dict(addresses)
+        self.checks: list[Check] = []
+        self._lock = threading.Lock()
+        self._remotes: dict[str, RemoteHost] = {}
+
+    def add(self, host: str, name: str, ok: bool, detail: str) -> None:
+        with self._lock:
+            self.checks.append(Check(host, name, ok, detail))
+
+    def run(self) -> list[Check]:
+        try:
+            threads = [threading.Thread(target=self._host_checks, args=(h,), daemon=True)
+                       for h in self.targets]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(120)
+            if len(self._remotes) == len(self.targets):
+                self._shared_storage()
+                self._connectivity()
+        finally:
+            for remote in self._remotes.values():
+                remote.close()
+        return self.checks
+
+    @property
+    def failures(self) -> list[Check]:
+        return [c for c in self.checks if not c.ok]
+
+    def _run(self, host: str, command: str, timeout: float = 30.0) -> tuple[int, str]:
+        result = self._remotes[host].run(command, timeout=timeout, check=False)
+        return result.exit_status, (result.stdout + result.stderr).strip()
+
+    def _host_checks(self, host: str) -> None:
+        remote = RemoteHost(self.targets[host])
+        try:
+            remote.connect()
+        except MigrationTestError as err:
+            self.add(host, "ssh", False, str(err))
+            return
+        with self._lock:
+            self._remotes[host] = remote
+        self.add(host, "ssh", True, f"{self.targets[host].user}@{self.targets[host].hostname}")
+        try:
+            self._suite(host)
+            self._qemu(host)
+            self._images_dir(host)
+            self._memory(host)
+        except MigrationTestError as err:
+            self.add(host, "ssh", False, f"lost the connection: {err}")
+
+    def _suite(self, host: str) -> None:
+        code, out = self._run(host, f"{self.python} -c 'import multihost_migration as m; "
+                                    f"print(m.__version__)'")
+        want = multihost_migration.__version__
+        if code != 0:
+            self.add(host, "suite", False, f"{self.python} cannot import multihost_migration: "
+                                           f"{out[-300:]}")
+        else:
+            self.add(host, "suite", out == want, f"version {out}" + (
+                "" if out == want else f", controller has {want}"))
+
+    def _qemu(self, host: str) -> None:
+        binary = str(self.params.get("qemu_binary", "qemu-system-x86_64"))
+        code, out = self._run(host, f"{shlex.quote(binary)} --version")
+        self.add(host, "qemu", code == 0, out.splitlines()[0] if code == 0 else
+                 f"{binary} does not run: {out[-300:]}")
+        accel = str(self.params.get("accel", "tcg"))
+        if accel == "kvm":
+            code, out = self._run(host, "test -r /dev/kvm -a -w /dev/kvm && echo usable")
+            self.add(host, "kvm", code == 0, "/dev/kvm usable" if code == 0 else
+                     "accel = kvm but /dev/kvm is missing or not writable")
+
+    def _images_dir(self, host: str) -> None:
+        images = str(self.params.get("images_base_dir", "/var/lib/virt_test/images"))
+        code, out = self._run(host, f"test -d {shlex.quote(images)} -a -w {shlex.quote(images)}")
+        self.add(host, "images", code == 0, images + ("" if code == 0 else
+                 " is missing or not writable (shared storage not mounted?)"))
+
+    def _memory(self, host: str) -> None:
+        code, out = self._run(host, "awk '/MemAvailable/ {print $2}' /proc/meminfo")
+        if code != 0 or not out.isdigit():
+            self.add(host, "memory", False, f"cannot read /proc/meminfo: {out}")
+            return
+        vms = str(self.params.get("vms", "vm1")).split()
+        need = sum(int(str(self.params.get(f"mem_{vm}", self.params.get("mem", 256))))
+                   for vm in vms) * 2  # the incoming copy may overlap the running guest
+        have = int(out) // 1024
+        self.add(host, "memory", have >= need, f"{have} MiB available, guests need {need} MiB")
+
+    def _shared_storage(self) -> None:
+        images = str(self.params.get("images_base_dir", "/var/lib/virt_test/images"))
+        hosts = list(self.targets)
+        token = secrets.token_hex(8)
+        path = f"{images}/.mhm-preflight-{token}"
+        code, out = self._run(hosts[0], f"echo {token} > {shlex.quote(path)}")
+        if code != 0:
+            self.add(hosts[0], "shared", False, f"cannot write {path}: {out}")
+            return
+        try:
+            for host in hosts[1:]:
+                code, out = self._run(host, f"cat {shlex.quote(path)}")
+                self.add(host, "shared", code == 0 and out == token,
+                         f"sees {hosts[0]}'s file in {images}" if out == token else
+                         f"does not see the file {hosts[0]} wrote in {images}: "
+                         "the storage is not shared")
+        finally:
+            self._run(hosts[0], f"rm -f {shlex.quote(path)}")
+
+    def _connectivity(self) -> None:
+        hosts = list(self.targets)
+        for src in hosts:
+            for dst in hosts:
+                if src != dst:
+                    self._tcp(src, dst)
+
+    def _tcp(self, src: str, dst: str, timeout: float = 10.0) -> None:
+        port = random.randint(49152, 60999)
+        listener_ready = threading.Event()
+        outcome: dict[str, Optional[str]] = {"listen": None}
+
+        def listen() -> None:
+            cmd = (f"{self.python} -c {shlex.quote(LISTEN_SNIPPET)} {port} {timeout}")
+
+            def on_line(line: str) -> None:
+                if "LISTENING" in line:
+                    listener_ready.set()
+            result = self._remotes[dst].run(cmd, timeout=timeout + 5, check=False,
+                                            on_line=on_line)
+            outcome["listen"] = (result.stdout + result.stderr).strip()
+            listener_ready.set()
+
+        thread = threading.Thread(target=listen, daemon=True)
+        thread.start()
+        listener_ready.wait(timeout)
+        addr = self.addresses[dst]
+        code, out = self._run(src, f"{self.python} -c {shlex.quote(CONNECT_SNIPPET)} "
+                                   f"{addr} {port} {timeout / 2}", timeout=timeout + 5)
+        thread.join(timeout + 10)
+        ok = code == 0 and "mhm-preflight-ok" in out
+        self.add(src, "tcp", ok, f"-> {dst} ({addr}:{port}) " + (
+            "connects" if ok else f"blocked: {out[-200:]} {outcome['listen'] or ''}"))
