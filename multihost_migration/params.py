@@ -1,69 +1,88 @@
-"""Params: the Cartesian test dict, as users' scenario code sees it.
+"""`Params`: the test parameters mapping handed to scenarios.
 
-A dict (values from cfg files are strings; the runtime adds a few typed
-values, e.g. `hosts`, a list of host ids) with:
-
-- `object_params(name)`: a copy where `KEY_<name>` overrides `KEY`
-  (`mem_vm1`, `image_name_image1`, `accel_host2`);
-- `objects(key)`: a space-separated value as a list (`vms` -> ["vm1", "vm2"]);
-- typed getters that raise ConfigError naming the key and the bad value.
+Values parsed from Cartesian configs are strings; the runtime also stores a
+few non-string values (``params["hosts"]`` is a list of host ids).  Typed
+getters convert on read and raise ConfigError naming the key and its value.
+``object_params(name)`` returns the view for one object (host, VM, image):
+every ``key_<name>`` overrides ``key``.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Optional
 
 from multihost_migration.errors import ConfigError
 
-_TRUE = frozenset({"yes", "true", "on", "1", "y"})
-_FALSE = frozenset({"no", "false", "off", "0", "n", ""})
-_MISSING = object()
+log = logging.getLogger(__name__)
+
+_TRUE = frozenset({"yes", "y", "true", "on", "1"})
+_FALSE = frozenset({"no", "n", "false", "off", "0", ""})
+_MISSING: Any = object()
 
 
 class Params(dict[str, Any]):
-    """A test's parameters."""
+    """A dict of test parameters with per-object views and typed getters."""
 
-    def object_params(self, name: str) -> "Params":
-        """A copy in which `KEY_<name>` overrides `KEY` for every key."""
-        suffix = f"_{name}"
-        out = Params(self)
-        for key, value in self.items():
-            if key.endswith(suffix) and len(key) > len(suffix):
-                out[key[: -len(suffix)]] = value
-        return out
+    def __repr__(self) -> str:
+        return f"Params({dict.__repr__(self)})"
 
     def objects(self, key: str) -> list[str]:
-        value = self.get(key)
-        if value is None:
-            return []
+        """The space-separated list in `key` (``vms = vm1 vm2``); [] if unset.
+        A value that is already a list is returned as a list of str."""
+        value = self.get(key, "")
         if isinstance(value, (list, tuple)):
             return [str(v) for v in value]
-        return str(value).split()
+        if not isinstance(value, str):
+            raise ConfigError(f"parameter {key!r} must be a space-separated "
+                              f"list, got {value!r}")
+        return value.split()
 
-    def _require(self, key: str, default: Any) -> Any:
-        value = self.get(key, _MISSING)
-        if value is _MISSING or value == "":
-            if default is _MISSING:
-                raise ConfigError(f"required parameter {key!r} is missing")
-            return default
-        return value
+    def object_params(self, obj_name: str) -> "Params":
+        """A copy where each ``key_<obj_name>`` value overrides ``key``."""
+        suffix = "_" + obj_name
+        result = Params(self)
+        for key, value in self.items():
+            if key.endswith(suffix) and len(key) > len(suffix):
+                result[key[:-len(suffix)]] = value
+        return result
+
+    def _raw(self, key: str, default: Any) -> Any:
+        if key in self:
+            return self[key]
+        if default is _MISSING:
+            raise ConfigError(f"required parameter {key!r} is not set")
+        return default
 
     def get_int(self, key: str, default: Any = _MISSING) -> int:
-        value = self._require(key, default)
+        """`key` as an int (decimal, or 0x/0o/0b prefixed)."""
+        value = self._raw(key, default)
+        if isinstance(value, bool):
+            raise ConfigError(f"parameter {key!r} must be an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
         try:
-            return int(str(value).strip(), 0) if isinstance(value, str) else int(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"parameter {key} = {value!r} is not an integer") from None
+            return int(str(value).strip(), 0)
+        except ValueError as err:
+            raise ConfigError(f"parameter {key!r} must be an integer, "
+                              f"got {value!r}") from err
 
     def get_float(self, key: str, default: Any = _MISSING) -> float:
-        value = self._require(key, default)
-        try:
+        """`key` as a float."""
+        value = self._raw(key, default)
+        if isinstance(value, bool):
+            raise ConfigError(f"parameter {key!r} must be a number, got {value!r}")
+        if isinstance(value, (int, float)):
             return float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"parameter {key} = {value!r} is not a number") from None
+        try:
+            return float(str(value).strip())
+        except ValueError as err:
+            raise ConfigError(f"parameter {key!r} must be a number, "
+                              f"got {value!r}") from err
 
     def get_bool(self, key: str, default: Any = _MISSING) -> bool:
-        value = self._require(key, default)
+        """`key` as a bool: yes/no, true/false, on/off, 1/0 (any case)."""
+        value = self._raw(key, default)
         if isinstance(value, bool):
             return value
         text = str(value).strip().lower()
@@ -71,13 +90,16 @@ class Params(dict[str, Any]):
             return True
         if text in _FALSE:
             return False
-        raise ConfigError(f"parameter {key} = {value!r} is not a boolean (yes/no)")
+        raise ConfigError(f"parameter {key!r} must be yes/no (or true/false, "
+                          f"on/off, 1/0), got {value!r}")
 
-    def get_list(self, key: str, default: Optional[list[str]] = None,
-                 separator: Optional[str] = None) -> list[str]:
-        value = self.get(key)
-        if value is None or value == "":
-            return list(default or [])
+    def get_list(self, key: str, default: Any = _MISSING,
+                 sep: Optional[str] = None) -> list[str]:
+        """`key` split on `sep` (whitespace by default)."""
+        value = self._raw(key, default)
         if isinstance(value, (list, tuple)):
             return [str(v) for v in value]
-        return [v.strip() for v in str(value).split(separator) if v.strip()]
+        if not isinstance(value, str):
+            raise ConfigError(f"parameter {key!r} must be a list, got {value!r}")
+        return [v.strip() for v in value.split(sep) if v.strip()] if sep \
+            else value.split()

@@ -15,6 +15,7 @@ DEB_PACKAGES=(
   nftables iproute2 procps psmisc     # lab network, fault injection, process control
   socat                               # serial console bridge for aexpect
   python3-venv
+  chromium chromium-driver fonts-dejavu-core   # report.html rendered headless in tests
 )
 
 missing=()

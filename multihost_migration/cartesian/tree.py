@@ -1,0 +1,216 @@
+"""The variant tree built from statements, and its expansion into dicts.
+
+Shape: every ``variants`` block becomes a node whose children are its
+entries; each entry's node has, as its only child, the node holding
+everything parsed before the block in the same scope.  So the last
+``variants`` block of a file is the root, a dict's name lists labels from
+the outermost (last) block inwards, and applying the contents of a path
+from the leaf up to the root applies statements in file order.
+
+Filters are decided as early as the labels on the path and the labels the
+subtree can still add allow (monotone matching), which prunes whole
+subtrees; assignments are applied once, at the leaf.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Iterator, Optional, Sequence, Union
+
+from multihost_migration.cartesian import ops
+from multihost_migration.cartesian.filters import Label
+from multihost_migration.cartesian.syntax import (
+    STRING_FILE, Assign, Cond, Delete, Join, Loc, OnlyNo, Stmt, Suffix,
+    Variants)
+from multihost_migration.errors import ConfigSyntaxError
+
+log = logging.getLogger(__name__)
+
+Item = Union[Assign, Delete, OnlyNo, Cond, Suffix, Join]
+
+
+@dataclass(eq=False)
+class Node:
+    """One node of the variant tree."""
+
+    label: Optional[Label] = None
+    at: bool = False
+    default: bool = False
+    deps: tuple[str, ...] = ()
+    filename: str = STRING_FILE
+    content: list[Item] = field(default_factory=list)
+    children: list["Node"] = field(default_factory=list)
+    below: frozenset[str] = frozenset()     # label keys the subtree adds
+    filter_items: tuple[Item, ...] = ()     # content items with filters
+
+
+def build(stmts: Sequence[Stmt], node: Node, defaults: bool = False,
+          expand_defaults: Sequence[str] = ()) -> Node:
+    """Add statements to `node`; return the new scope root."""
+    for stmt in stmts:
+        if isinstance(stmt, Variants):
+            node = _variants(stmt, node, defaults, expand_defaults)
+        else:
+            node.content.append(stmt)
+    return node
+
+
+def _variants(stmt: Variants, prev: Node, defaults: bool,
+              expand_defaults: Sequence[str]) -> Node:
+    container = Node(filename=stmt.loc.filename)
+    default = stmt.meta.get("default")
+    entries = stmt.entries
+    if defaults and default is not None and stmt.var not in expand_defaults:
+        entries = tuple(e for e in entries if e.name == default)
+    for entry in entries:
+        child = Node(children=[prev])
+        if stmt.var is not None:
+            child.content.append(Assign("=", stmt.var, entry.name, entry.loc))
+        child = build(entry.body, child, defaults, expand_defaults)
+        child.label = Label(entry.name, stmt.var)
+        child.at = entry.at
+        child.default = entry.name == default
+        child.deps = entry.deps
+        child.filename = entry.loc.filename
+        container.children.append(child)
+    return container
+
+
+def finish(root: Node) -> None:
+    """Compute `below` and `filter_items` for every node (iteratively)."""
+    order: list[Node] = []
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        order.append(node)
+        stack.extend(node.children)
+    for node in reversed(order):      # children before parents (a DAG)
+        keys: set[str] = set()
+        for child in node.children:
+            keys |= child.below
+            if child.label is not None:
+                keys.add(child.label.name)
+                keys.add(child.label.text)
+        node.below = frozenset(keys)
+        node.filter_items = tuple(i for i in node.content if _has_filter(i))
+
+
+def _has_filter(item: Item) -> bool:
+    if isinstance(item, OnlyNo):
+        return True
+    if isinstance(item, Cond):
+        return any(_has_filter(s) for s in item.body)  # type: ignore[arg-type]
+    return False
+
+
+def _cond_holds(cond: Cond, ctx: Sequence[Label]) -> bool:
+    return cond.filter.matches(ctx) != cond.negative
+
+
+def _decide(items: Sequence[Item], ctx: Sequence[Label], below: frozenset[str],
+            out: list[Item]) -> bool:
+    """Decide filter items for this context; undecided ones go to `out`.
+    False if the subtree is excluded."""
+    for item in items:
+        if isinstance(item, OnlyNo):
+            if item.filter.matches(ctx):
+                if not item.keep:
+                    return False
+            elif item.filter.might_match(ctx, below):
+                out.append(item)
+            elif item.keep:
+                return False
+        elif isinstance(item, Cond):
+            matched = item.filter.matches(ctx)
+            if not matched and item.filter.might_match(ctx, below):
+                out.append(item)
+            elif matched != item.negative:
+                inner = [s for s in item.body if _has_filter(s)]  # type: ignore[arg-type]
+                if not _decide(inner, ctx, below, out):  # type: ignore[arg-type]
+                    return False
+    return True
+
+
+@dataclass
+class _Walk:
+    labels: list[Label]
+    path: list[Node]
+    deps: list[str]
+
+
+def expand(root: Node) -> Iterator[dict[str, object]]:
+    """Yield the dicts of the tree, in the reference parser's order."""
+    walk = _Walk([], [], [])
+    yield from _expand(root, walk, [])
+
+
+def _expand(node: Node, walk: _Walk, pending: list[Item]) -> Iterator[dict[str, object]]:
+    added_deps = 0
+    if node.label is not None:
+        for dep in node.deps:
+            walk.deps.append(".".join([lb.text for lb in walk.labels] + [dep]))
+            added_deps += 1
+        walk.labels.append(node.label)
+    walk.path.append(node)
+    try:
+        undecided: list[Item] = []
+        if _decide(node.filter_items, walk.labels, node.below, undecided) and \
+                _decide(pending, walk.labels, node.below, undecided):
+            if node.children:
+                for child in node.children:
+                    yield from _expand(child, walk, undecided)
+            else:
+                yield _make_dict(walk)
+    finally:
+        walk.path.pop()
+        if node.label is not None:
+            walk.labels.pop()
+        del walk.deps[len(walk.deps) - added_deps:]
+
+
+def _make_dict(walk: _Walk) -> dict[str, object]:
+    labeled = [n for n in walk.path if n.label is not None]
+    names = [lb.text for lb in walk.labels]
+    short = [n.label.name for n in labeled
+             if n.label is not None and not n.at and not n.default]
+    d: dict[str, object] = {"name": ".".join(names), "dep": list(walk.deps),
+                            "shortname": ".".join(short)}
+    name_map: dict[str, list[str]] = {}
+    short_map: dict[str, list[str]] = {}
+    for n in labeled:
+        assert n.label is not None
+        name_map.setdefault(n.filename, []).append(n.label.text)
+        short_map.setdefault(n.filename, []).append(n.label.name)
+    values: dict[str, str] = {}
+    ctx = walk.labels
+    for node in reversed(walk.path):
+        _apply(node.content, values, ctx)
+    d.update(values)
+    d["_name_map_file"] = {k: ".".join(v) for k, v in name_map.items()}
+    d["_short_name_map_file"] = {k: ".".join(v) for k, v in short_map.items()}
+    return d
+
+
+def _apply(items: Sequence[Item], values: dict[str, str],
+           ctx: Sequence[Label]) -> None:
+    for item in items:
+        if isinstance(item, Assign):
+            ops.assign(values, item.op, item.key, item.value)
+        elif isinstance(item, Cond):
+            if _cond_holds(item, ctx):
+                _apply(item.body, values, ctx)  # type: ignore[arg-type]
+        elif isinstance(item, Delete):
+            ops.delete(values, item.key)
+        elif isinstance(item, (Suffix, Join)):
+            raise ConfigSyntaxError(f"{type(item).__name__.lower()} is not "
+                                    "supported yet", item.loc.filename,
+                                    item.loc.line, None, item.loc.text)
+
+
+def loc_of(item: Item) -> Loc:
+    return item.loc
