@@ -248,6 +248,8 @@ class MultihostMigration:
             if status not in ("postmigrate", "gone"):
                 raise MigrationError(f"{vm.name}: source QEMU is {status!r} after migration, "
                                      "expected 'postmigrate'")
+            log.info("%s: source QEMU is %s, the guest runs on %s now; stopping it here",
+                     vm.name, status, mig_data.dst)
             self.env.unregister_vm(vm.name)
             vm.destroy(gracefully=False)
 
@@ -255,6 +257,7 @@ class MultihostMigration:
         """Destination: the guest must be running here now."""
         for vm in mig_data.vms:
             status = vm.query_status()
+            log.info("%s: destination guest is %s on %s", vm.name, status, self.hostid)
             if status != "running":
                 raise MigrationError(f"{vm.name}: destination guest is {status!r} after "
                                      f"migration, expected 'running'\n{vm.log_tail()}")
