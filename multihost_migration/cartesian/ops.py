@@ -4,8 +4,8 @@
 unset; ``?=``, ``?+=``, ``?<=`` treat the key as a regular expression that
 must match a whole existing key, and set/append/prepend every key it
 matches; ``del`` removes a key.  ``${key}`` in a value is replaced by the
-key's current value when the statement applies; unknown keys stay as they
-are.
+key's current value when the statement applies (all or nothing: one unset
+key leaves the value as written, like the reference parser).
 """
 
 from __future__ import annotations
@@ -13,18 +13,18 @@ from __future__ import annotations
 import functools
 import re
 
-_SUBST_RE = re.compile(r"\$\{([^}]*)\}")
+_SUBST_RE = re.compile(r"\$\{(\w+)\}")
 
 
 def substitute(value: str, values: dict[str, str]) -> str:
-    """Replace ``${key}`` with values[key]; leave unknown keys unchanged."""
+    """Replace every ``${key}`` (key of word characters) by its value; if
+    any such key is unset, the value is left entirely unchanged."""
     if "${" not in value:
         return value
-
-    def repl(m: re.Match[str]) -> str:
-        found = values.get(m.group(1))
-        return m.group(0) if found is None else str(found)
-    return _SUBST_RE.sub(repl, value)
+    refs = _SUBST_RE.findall(value)
+    if not refs or any(ref not in values for ref in refs):
+        return value
+    return _SUBST_RE.sub(lambda m: str(values[m.group(1)]), value)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -22,7 +22,7 @@ from multihost_migration.errors import ConfigSyntaxError, MissingIncludeError
 STRING_FILE = "<string>"
 
 OPERATORS = ("?+=", "?<=", "?=", "+=", "<=", "~=", "=")
-_ASSIGN_RE = re.compile(r"^([^\s=]+?)\s*(\?\+=|\?<=|\?=|\+=|<=|~=|=)(.*)$")
+_ASSIGN_RE = re.compile(r"^(.+?)\s*(\?\+=|\?<=|\?=|\+=|<=|~=|=)(.*)$")
 _KEY_RE = re.compile(r"^[^\s=]+$")
 _VARIANTS_RE = re.compile(
     r"^variants(?:\s+([A-Za-z0-9_\-]+))?\s*((?:\[[^\]]*\]\s*)*):\s*(#.*)?$")
@@ -258,6 +258,12 @@ class SyntaxReader:
         ftext = m.group(2)
         if "=" in _VAR_IN_PARENS.sub("", ftext):
             return None        # an '=' outside (var=name): an assignment
+        if "=" in ftext:
+            raise self._error(
+                src, line, "a (variants=name) filter cannot start a conditional "
+                "block (the reference parser reads this line as an assignment "
+                "to a key named " + repr(ftext.split("=")[0].strip()) + "); "
+                "use the plain variant name", line.raw.find("(") + 1)
         rest = m.group(3).strip()
         filt = self._filter(src, line, ftext)
         inline: tuple[Stmt, ...] = ()

@@ -191,8 +191,9 @@ def _make_dict(walk: _Walk) -> dict[str, object]:
     for node in reversed(walk.path):
         _apply(node.content, values, ctx)
     d.update(values)
-    d["_name_map_file"] = {k: ".".join(v) for k, v in name_map.items()}
-    d["_short_name_map_file"] = {k: ".".join(v) for k, v in short_map.items()}
+    if labeled:
+        d["_name_map_file"] = {k: ".".join(v) for k, v in name_map.items()}
+        d["_short_name_map_file"] = {k: ".".join(v) for k, v in short_map.items()}
     return d
 
 

@@ -39,12 +39,13 @@ from multihost_migration.verdicts import Interrupted, reason_of, status_of
 log = logging.getLogger("multihost_migration.client")
 
 STATUS_PREFIX = "MHM_STATUS\t"
-SECRET_KEYS = ("sync_secret", "ssh_pass", "password_secret")
+SECRET_WORDS = ("secret", "password", "passwd", "ssh_pass", "token")
 BUILTIN_SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 
 
 def redact(params: dict[str, Any]) -> dict[str, Any]:
-    return {k: ("<redacted>" if k in SECRET_KEYS or k.endswith("_secret") else v)
+    """Params fit for result files: secrets and passwords replaced."""
+    return {k: ("<redacted>" if any(w in k.lower() for w in SECRET_WORDS) else v)
             for k, v in params.items()}
 
 

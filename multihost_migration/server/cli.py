@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from multihost_migration.errors import ConfigError, MigrationTestError
-from multihost_migration.remote import default_known_hosts
+from multihost_migration.remote import SshTarget, default_known_hosts
 from multihost_migration.server.control_env import AutoservError, namespace
 from multihost_migration.server.job import JobOptions, ServerJob
 from multihost_migration.status import parse
@@ -51,6 +51,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cfg", type=Path, default=None, help="test cfg (default "
                    "cfg/multi-host-tests.cfg)")
     p.add_argument("--verbose", action="store_true", help="show the hosts' log lines")
+    p.add_argument("-s", "--server", action="store_true",
+                   help="the control file is a server control file (the default)")
+    p.add_argument("-c", "--client", action="store_true",
+                   help="client control files are not supported: refused")
+    p.add_argument("-v", "--verify", action="store_true",
+                   help="only run the preflight checks on the machines")
+    p.add_argument("--list", action="store_true",
+                   help="print the tests the cfg selects and their key params; "
+                        "touch no host")
     p.add_argument("control", type=Path, help="server control file")
     p.add_argument("control_args", nargs=argparse.REMAINDER,
                    help="arguments for the control file")
@@ -116,6 +125,42 @@ def _setup_logging(resultdir: Path, verbose: bool) -> None:
     logging.getLogger("paramiko").setLevel(logging.WARNING)
 
 
+LIST_KEYS = ("type", "vms", "mem", "accel", "migration_protocol", "migration_capabilities",
+             "migrate_count", "image_name")
+
+
+def list_tests(options: JobOptions) -> int:
+    from multihost_migration.server.control_env import extra_cfg_lines
+    from multihost_migration.server.dispatch import default_cfg, select_tests
+    tests = select_tests(options.cfg or default_cfg(options.control), extra_cfg_lines(options.args))
+    for test in tests:
+        keys = " ".join(f"{k}={test[k]}" for k in LIST_KEYS if test.get(k) not in (None, ""))
+        print(f"{test['shortname']}\t{keys}")
+    print(f"{len(tests)} test(s) selected")
+    return 0
+
+
+def verify(options: JobOptions) -> int:
+    from multihost_migration.server.control_env import extra_cfg_lines
+    from multihost_migration.server.dispatch import default_cfg, resolve, select_tests
+    from multihost_migration.server.preflight import Preflight
+    if not options.machines:
+        raise ConfigError("-v needs machines: give them with -m or -M")
+    test = select_tests(options.cfg or default_cfg(options.control),
+                        extra_cfg_lines(options.args))[0]
+    targets = {}
+    for machine in options.machines:
+        target = SshTarget.parse(machine, **options.ssh_defaults)
+        targets[target.hostname] = target
+    addresses = {h: resolve(t.hostname) for h, t in targets.items()}
+    checks = Preflight(targets, test, options.remote_python, addresses)
+    for check in checks.run():
+        print(check.line())
+    print("preflight: " + ("all checks passed" if not checks.failures else
+                           f"{len(checks.failures)} check(s) failed"))
+    return 0 if not checks.failures else 1
+
+
 def run_job(options: JobOptions) -> int:
     options.resultdir.mkdir(parents=True, exist_ok=True)
     _setup_logging(options.resultdir, options.verbose)
@@ -140,6 +185,7 @@ def run_job(options: JobOptions) -> int:
         {"job": {"machines": options.machines, "started": started, "finished": time.time(),
                  "control": str(options.control), "args": options.args},
          "tests": job.tests}, indent=1))
+    _write_reports(options.resultdir)
     final = parse((options.resultdir / "status.log").read_text())[-1].status
     verdict = final.replace("END ", "")
     print(f"\nresults: {options.resultdir}\nverdict: {verdict}")
@@ -149,12 +195,30 @@ def run_job(options: JobOptions) -> int:
     return 0 if verdict == "GOOD" else 1
 
 
+def _write_reports(resultdir: Path) -> None:
+    """junit.xml and report.html; a report failure never hides the verdict."""
+    from multihost_migration.report.html import write_html
+    from multihost_migration.report.junit import write_junit
+    for writer in (write_junit, write_html):
+        try:
+            writer(resultdir)
+        except Exception as err:  # the run's results matter more than its report
+            log.error("could not write a report (%s): %s", writer.__name__, err)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.client:
+            raise ConfigError("client control files (-c) are not supported: "
+                              "multihost_migration runs server control files")
         options = options_from(args)
+        if args.list:
+            return list_tests(options)
+        if args.verify:
+            return verify(options)
         return run_job(options)
-    except MigrationTestError as err:
+    except (MigrationTestError, AutoservError) as err:
         print(f"autotest-remote: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -159,11 +159,16 @@ class CfgTestRunner:
         localdir.mkdir(parents=True, exist_ok=True)
         with RemoteHost(self.targets[host]) as remote:
             remote.run(f"mkdir -p -m 0700 {shlex.quote(workdir)}", timeout=30)
+            if params.get("scenario_dirs"):
+                # Users' scenario modules travel with the job: hosts need no copy.
+                params = Params(params, scenario_dirs=f"{workdir}/scenarios",
+                                local_scenario_dirs=params["scenario_dirs"])
             with tempfile.NamedTemporaryFile("w", suffix=".json") as tmp:
                 json.dump(dict(params), tmp)
                 tmp.flush()
                 remote.put(Path(tmp.name), f"{workdir}/params.json")
             remote.run(f"chmod 600 {shlex.quote(workdir)}/params.json", timeout=30)
+            _ship_scenarios(remote, params, workdir)
             lines: list[str] = []
             console = open(localdir / "client.console.log", "w")
 
@@ -201,6 +206,19 @@ class CfgTestRunner:
             outcome.status, outcome.reason = final
 
 
+def _ship_scenarios(remote: RemoteHost, params: Params, workdir: str) -> None:
+    local_dirs = params.objects("local_scenario_dirs")
+    if not local_dirs:
+        return
+    remote.run(f"mkdir -p {shlex.quote(workdir)}/scenarios", timeout=30)
+    for directory in local_dirs:
+        path = Path(directory)
+        if not path.is_dir():
+            raise ConfigError(f"scenario_dirs: {path} is not a directory")
+        for module in sorted(path.glob("*.py")):
+            remote.put(module, f"{workdir}/scenarios/{module.name}")
+
+
 def _final_status(path: Path, streamed: list[str]) -> Optional[tuple[str, str]]:
     text = path.read_text() if path.exists() else "\n".join(streamed)
     for entry in reversed(parse(text)):
@@ -224,16 +242,63 @@ def _migrations(testdir: Path, hosts: Sequence[str]) -> list[dict[str, Any]]:
     return out
 
 
+def default_cfg(control: Path) -> Path:
+    """cfg/multi-host-tests.cfg beside the control file, else in the checkout."""
+    for root in (control.resolve().parent, Path(__file__).resolve().parents[2]):
+        candidate = root / "cfg" / "multi-host-tests.cfg"
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(f"no cfg/multi-host-tests.cfg beside {control}; pass --cfg")
+
+
 def select_tests(cfg: Path, extra_lines: Sequence[str]) -> list[dict[str, Any]]:
     """Parse the cfg plus extra lines ('only x', 'key = value'); refuse zero tests."""
+    tests = _parse(None, cfg, extra_lines)
+    if not tests:
+        raise ConfigError(explain_zero(cfg, extra_lines), filename=str(cfg))
+    return tests
+
+
+def _parse(text: Optional[str], cfg: Path, extra_lines: Sequence[str]) -> list[dict[str, Any]]:
     from multihost_migration.cartesian import Parser
     parser = Parser()
-    parser.parse_file(str(cfg))
+    if text is None:
+        parser.parse_file(str(cfg))
+    else:
+        parser.parse_string(text)
     for line in extra_lines:
         parser.parse_string(line)
-    tests = list(parser.get_dicts())
-    if not tests:
-        extra = f" with the extra lines {list(extra_lines)}" if extra_lines else ""
-        raise ConfigError(f"the filters select zero tests{extra}; check the `only`/`no` "
-                          "lines", filename=str(cfg))
-    return tests
+    return list(parser.get_dicts())
+
+
+def explain_zero(cfg: Path, extra_lines: Sequence[str]) -> str:
+    """Which top-level `only`/`no` filter takes the selection to zero tests.
+
+    The cfg is re-read with its top-level filters taken out (includes made
+    absolute), then the filters are put back one by one, in order.
+    """
+    body, filters = [], []
+    for number, line in enumerate(cfg.read_text().splitlines(), 1):
+        stripped = line.strip()
+        if line.startswith("include "):
+            target = (cfg.parent / line.split(None, 1)[1].strip()).resolve()
+            body.append(f"include {target}")
+        elif line[:1] not in (" ", "\t") and stripped.startswith(("only ", "no ")):
+            filters.append((f"{cfg.name}:{number}", stripped))
+        else:
+            body.append(line)
+    filters += [("command line", line) for line in extra_lines
+                if line.startswith(("only ", "no "))]
+    assignments = [line for line in extra_lines if not line.startswith(("only ", "no "))]
+    text = "\n".join(body) + "\n"
+    before = len(_parse(text, cfg, assignments))
+    if before == 0:
+        return "the cfg defines no test even before its only/no filters"
+    for i, (where, line) in enumerate(filters):
+        count = len(_parse(text + "\n".join(f for _, f in filters[:i + 1]) + "\n", cfg,
+                           assignments))
+        if count == 0:
+            return (f"the filters select zero tests: `{line}` ({where}) removed the "
+                    f"last {before} test(s) left by the filters before it")
+        before = count
+    return "the filters select zero tests (no single filter is to blame)"

@@ -18,6 +18,10 @@ class multihost_migration(ServerTest):  # noqa: N801 - autotest names tests by m
         options = self.job.options
         cfg_path = Path(cfg) if cfg else (options.cfg or CFG)
         tests = select_tests(cfg_path, list(extra_lines))
+        for test in tests:  # user scenario directories are relative to the cfg
+            if test.get("scenario_dirs"):
+                test["scenario_dirs"] = " ".join(
+                    str((cfg_path.parent / d).resolve()) for d in str(test["scenario_dirs"]).split())
         targets = {}
         for machine in machines:
             target = self.job.ssh_target(machine)

@@ -38,9 +38,15 @@ def guest_lab(inventory: Inventory) -> Iterator[Inventory]:
     assert left == [], "QEMU left running after the test"
 
 
-def run_autotest_remote(inv: Inventory, results: Path, *args: str,
+def run_autotest_remote(inv: Inventory, results: Path, *control_args: str,
+                        options: tuple[str, ...] = (),
                         timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    argv = autotest_remote_argv(inv, results, ROOT / "control.srv", list(args))
+    """autotest-remote from the lab controller, under TCG; `options` go
+    before the control file, `control_args` after it."""
+    control = str(ROOT / "control.srv")
+    argv = autotest_remote_argv(inv, results, Path(control), list(control_args))
+    at = argv.index(control)
+    argv[at:at] = list(options)
     argv[argv.index(f"accel={inv.accel}")] = "accel=tcg"
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
 

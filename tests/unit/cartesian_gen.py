@@ -1,0 +1,122 @@
+"""Hypothesis strategies that write random Cartesian configs.
+
+Shared by the conformance tests; every construct of the format appears:
+named and unnamed variants, ``@`` entries, ``[default=...]``, dependencies,
+nested variants, only/no with ``,`` ``..`` ``.`` and ``(var=name)``,
+block and single-line conditions (also negated), every operator, ``del``
+and ``${key}`` substitution.
+"""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+NAMES = ("a", "b", "c", "d", "e")
+VARS = ("v1", "v2")
+KEYS = ("k1", "k2", "k3", "kx")
+OPS = ("=", "+=", "<=", "~=", "?=", "?+=", "?<=")
+REGEX_KEYS = ("k.*", "k[12]", ".x", "k1")
+
+
+@st.composite
+def words(draw: st.DrawFn, named: bool = True) -> str:
+    name = draw(st.sampled_from(NAMES))
+    if named and draw(st.integers(0, 4)) == 0:
+        return f"({draw(st.sampled_from(VARS))}={name})"
+    return name
+
+
+@st.composite
+def filters(draw: st.DrawFn, named: bool = True) -> str:
+    """A filter; `named` allows (var=name) words, which the reference only
+    understands after only/no, not in conditional blocks."""
+    alts = []
+    for _ in range(draw(st.integers(1, 2))):
+        chains = [".".join(draw(st.lists(words(named), min_size=1, max_size=2)))
+                  for _ in range(draw(st.integers(1, 2)))]
+        alts.append("..".join(chains))
+    seps = [", ", ",", " "] if named else [", ", ","]
+    return draw(st.sampled_from(seps)).join(alts)
+
+
+@st.composite
+def values(draw: st.DrawFn) -> str:
+    parts = draw(st.lists(st.sampled_from(
+        ["x", "y1", "${k1}", "${k2}", "${nokey}", "$k1", " z", "'q'"]),
+        min_size=0, max_size=3))
+    value = "".join(parts)
+    if draw(st.booleans()) and value:
+        return f'"{value}"'
+    return value
+
+
+@st.composite
+def assignment(draw: st.DrawFn) -> str:
+    op = draw(st.sampled_from(OPS))
+    key = draw(st.sampled_from(REGEX_KEYS if op.startswith("?") else KEYS))
+    space = draw(st.sampled_from([" ", ""]))
+    return f"{key}{space}{op}{space}{draw(values())}"
+
+
+@st.composite
+def simple_stmt(draw: st.DrawFn) -> str:
+    kind = draw(st.integers(0, 9))
+    if kind <= 5:
+        return draw(assignment())
+    if kind == 6:
+        return f"del {draw(st.sampled_from(KEYS))}"
+    return f"{draw(st.sampled_from(['only', 'no']))} {draw(filters())}"
+
+
+@st.composite
+def block(draw: st.DrawFn, indent: int, depth: int,
+          budget: list[int]) -> list[str]:
+    lines: list[str] = []
+    pad = " " * indent
+    for _ in range(draw(st.integers(1 if depth else 0, 4))):
+        kind = draw(st.integers(0, 9))
+        if kind <= 4:
+            lines.append(pad + draw(simple_stmt()))
+        elif kind <= 6 and depth > 0:
+            neg = "!" if draw(st.integers(0, 3)) == 0 else ""
+            head = f"{pad}{neg}{draw(filters(named=False))}:"
+            if draw(st.booleans()):
+                lines.append(f"{head} {draw(assignment())}")
+            else:
+                lines.append(head)
+                for _ in range(draw(st.integers(1, 3))):
+                    lines.append(pad + "    " + draw(simple_stmt()))
+        elif budget[0] > 0:
+            budget[0] -= 1
+            lines.extend(draw(variants(indent, depth, budget)))
+    return lines
+
+
+@st.composite
+def variants(draw: st.DrawFn, indent: int, depth: int,
+             budget: list[int]) -> list[str]:
+    pad = " " * indent
+    var = draw(st.sampled_from([None, *VARS]))
+    names = draw(st.lists(st.sampled_from(NAMES), min_size=1, max_size=3,
+                          unique=True))
+    meta = ""
+    if var and draw(st.booleans()):
+        meta = f" [default={draw(st.sampled_from(names))}]"
+    lines = [f"{pad}variants{' ' + var if var else ''}{meta}:"]
+    for name in names:
+        at = "@" if draw(st.integers(0, 4)) == 0 else ""
+        deps = ""
+        if draw(st.integers(0, 5)) == 0:
+            deps = " " + ", ".join(draw(st.lists(st.sampled_from(NAMES),
+                                                 min_size=1, max_size=2)))
+        lines.append(f"{pad}    - {at}{name}:{deps}")
+        if depth > 0:
+            lines.extend(draw(block(indent + 8, depth - 1, budget)))
+    return lines
+
+
+@st.composite
+def configs(draw: st.DrawFn) -> str:
+    """A whole config text."""
+    budget = [draw(st.integers(1, 4))]
+    return "\n".join(draw(block(0, 2, budget))) + "\n"
