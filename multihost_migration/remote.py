@@ -137,7 +137,8 @@ class RemoteHost:
 
     def run(self, command: str, timeout: float = 60.0, check: bool = True,
             on_line: Optional[Callable[[str], None]] = None,
-            get_pty: bool = False) -> CommandResult:
+            get_pty: bool = False,
+            cancel: Optional[threading.Event] = None) -> CommandResult:
         """Run `command` with a deadline; on_line gets stdout lines as they arrive.
 
         With get_pty the remote command gets SIGHUP when the connection drops
@@ -157,7 +158,10 @@ class RemoteHost:
             chan.exec_command(command)
             if not get_pty:
                 chan.shutdown_write()
-            out, err = _collect(chan, deadline, on_line)
+            out, err = _collect(chan, deadline, on_line, cancel)
+            if cancel is not None and cancel.is_set() and not chan.exit_status_ready():
+                raise RemoteTimeout(f"{self.name}: interrupted command did not exit in time "
+                                    f"(hung up on it): {command}")
             if not chan.exit_status_ready():
                 raise RemoteTimeout(f"{self.name}: command timed out after {timeout:.0f} s: "
                                     f"{command}\n{(out + err)[-2000:]}")
@@ -193,12 +197,26 @@ class RemoteHost:
 
 
 def _collect(chan: paramiko.Channel, deadline: float,
-             on_line: Optional[Callable[[str], None]]) -> tuple[str, str]:
+             on_line: Optional[Callable[[str], None]],
+             cancel: Optional[threading.Event] = None,
+             cancel_grace: float = 8.0) -> tuple[str, str]:
+    """Read a channel to its end or deadline.  When `cancel` is set, the
+    remote command gets Ctrl-C (SIGINT, with a pty) and `cancel_grace`
+    seconds to clean up and exit."""
     out: list[bytes] = []
     err: list[bytes] = []
     pending = b""
+    interrupted = False
     chan.settimeout(0.2)
     while time.monotonic() < deadline:
+        if cancel is not None and cancel.is_set() and not interrupted:
+            interrupted = True
+            log.info("interrupting the remote command (Ctrl-C)")
+            try:
+                chan.send(b"\x03")
+            except (OSError, paramiko.SSHException):
+                break
+            deadline = min(deadline, time.monotonic() + cancel_grace)
         got = False
         if chan.recv_ready():
             data = chan.recv(65536)

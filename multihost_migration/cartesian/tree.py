@@ -78,18 +78,22 @@ def _variants(stmt: Variants, prev: Node, defaults: bool,
 
 
 def finish(root: Node) -> None:
-    """Compute `below` and `filter_items` for every node (iteratively)."""
-    order: list[Node] = []
-    seen: set[int] = set()
-    stack = [root]
+    """Compute `below` and `filter_items` for every node (iteratively).
+
+    The tree is a DAG (every entry of a block shares the previous scope as
+    its child), so nodes are finished in true post-order: a node only after
+    all of its children, however many parents reach them.
+    """
+    done: set[int] = set()
+    stack: list[tuple[Node, bool]] = [(root, False)]
     while stack:
-        node = stack.pop()
-        if id(node) in seen:
+        node, children_done = stack.pop()
+        if id(node) in done:
             continue
-        seen.add(id(node))
-        order.append(node)
-        stack.extend(node.children)
-    for node in reversed(order):      # children before parents (a DAG)
+        if not children_done:
+            stack.append((node, True))
+            stack.extend((c, False) for c in node.children if id(c) not in done)
+            continue
         keys: set[str] = set()
         for child in node.children:
             keys |= child.below
@@ -98,6 +102,7 @@ def finish(root: Node) -> None:
                 keys.add(child.label.text)
         node.below = frozenset(keys)
         node.filter_items = tuple(i for i in node.content if _has_filter(i))
+        done.add(id(node))
 
 
 def _has_filter(item: Item) -> bool:

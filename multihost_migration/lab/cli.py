@@ -20,6 +20,7 @@ from pathlib import Path
 from multihost_migration.errors import MigrationTestError
 from multihost_migration.lab import lab
 from multihost_migration.lab.config import DEFAULT_SUBNET, LabConfig
+from multihost_migration.lab.inventory import Inventory
 
 log = logging.getLogger("mhm")
 
@@ -46,6 +47,27 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("host", help="h1, h2, ... or ctl")
     ex.add_argument("command", nargs=argparse.REMAINDER)
 
+    fault = lab_sub.add_parser("fault", help="inject a fault inside the lab")
+    fault_sub = fault.add_subparsers(dest="fault", required=True)
+    part = fault_sub.add_parser("partition", help="drop all traffic between two hosts")
+    part.add_argument("a")
+    part.add_argument("b")
+    heal = fault_sub.add_parser("heal", help="remove the network faults")
+    heal.add_argument("host", nargs="?")
+    block = fault_sub.add_parser("block-port", help="drop TCP to/from a port on a host")
+    block.add_argument("host")
+    block.add_argument("port", type=int)
+    delay = fault_sub.add_parser("delay", help="add latency to a host's link")
+    delay.add_argument("host")
+    delay.add_argument("ms", type=int)
+    kill = fault_sub.add_parser("kill", help="signal a host's processes by command line")
+    kill.add_argument("host")
+    kill.add_argument("pattern")
+    kill.add_argument("--signal", default="KILL")
+    for verb in ("freeze", "thaw"):
+        fz = fault_sub.add_parser(verb, help=f"{verb} every process of a host")
+        fz.add_argument("host")
+
     guest_p = sub.add_parser("guest", help="the tiny guest")
     guest_sub = guest_p.add_subparsers(dest="action", required=True)
     build = guest_sub.add_parser("build", help="build the guest (cached)")
@@ -70,6 +92,34 @@ def _ensure_guest(cfg: LabConfig, force: bool = False) -> None:
     print(f"guest: {image.kernel.parent} (accel {accel}: {reason})")
 
 
+def _fault(inv: Inventory, args: argparse.Namespace) -> int:
+    import signal
+
+    from multihost_migration.lab import faults
+    if args.fault == "partition":
+        faults.partition(inv, args.a, args.b)
+        print(f"partitioned {args.a} and {args.b}")
+    elif args.fault == "heal":
+        faults.heal(inv, args.host)
+        print(f"healed {args.host or 'all hosts'}")
+    elif args.fault == "block-port":
+        faults.block_port(inv, args.host, args.port)
+        print(f"blocked TCP port {args.port} on {args.host}")
+    elif args.fault == "delay":
+        faults.delay(inv, args.host, args.ms)
+        print(f"delayed {args.host} by {args.ms} ms")
+    elif args.fault == "kill":
+        name = args.signal.upper()
+        sig = signal.Signals[name if name.startswith("SIG") else "SIG" + name]
+        pids = faults.kill(inv, args.host, args.pattern, sig)
+        print(f"sent {sig.name} to {pids or 'nothing'} on {args.host}")
+        return 0 if pids else 1
+    else:
+        pids = getattr(faults, args.fault)(inv, args.host)
+        print(f"{args.fault}: {len(pids)} process(es) on {args.host}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     if args.area == "guest":
         from multihost_migration.lab.guest import build_guest
@@ -82,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
             _ensure_guest(cfg)
         del image
         return 0
-    if args.action in ("up", "down", "exec"):
+    if args.action in ("up", "down", "exec", "fault"):
         _require_root()
     if args.action == "up":
         cfg = LabConfig(hosts=args.hosts, subnet=args.subnet)
@@ -112,6 +162,8 @@ def run(args: argparse.Namespace) -> int:
             return 1
         print("lab healthy")
         return 0
+    if args.action == "fault":
+        return _fault(inv, args)
     # exec
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     argv = lab.exec_argv(inv, args.host, command)

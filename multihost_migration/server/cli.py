@@ -11,6 +11,7 @@ import getpass
 import json
 import logging
 import os
+import signal
 import socket
 import sys
 import time
@@ -172,6 +173,7 @@ def run_job(options: JobOptions) -> int:
         "control": options.control})
     (options.resultdir / "control.srv").write_text(options.control.read_text())
     code = compile(options.control.read_text(), str(options.control), "exec")
+    _handle_signals(job)
     with job.status.group(None, None):
         try:
             exec(code, namespace(job))  # the control file is the user's own program
@@ -192,7 +194,22 @@ def run_job(options: JobOptions) -> int:
     for test in job.tests:
         print(f"  {test['status']:<6} {test['name']} on {','.join(test['hosts'])}"
               f" ({test['duration']:.1f} s){'' if test['status'] == 'GOOD' else ': ' + test['reason'][:300]}")
-    return 0 if verdict == "GOOD" else 1
+    return {"GOOD": 0, "ABORT": 130}.get(verdict, 1)
+
+
+def _handle_signals(job: ServerJob) -> None:
+    """First SIGINT/SIGTERM: every client job gets Ctrl-C and cleans up (its
+    QEMUs, its sync server), the results come back and say ABORT.  A second
+    signal stops waiting for them."""
+    def handler(signum: int, frame: object) -> None:
+        if job.abort_event.is_set():
+            raise KeyboardInterrupt
+        job.abort_event.set()
+        print(f"\nautotest-remote: {signal.Signals(signum).name}: stopping the client jobs "
+              "(again to give up waiting)", file=sys.stderr, flush=True)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handler)
 
 
 def _write_reports(resultdir: Path) -> None:

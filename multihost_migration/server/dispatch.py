@@ -88,13 +88,14 @@ class CfgTestRunner:
 
     def __init__(self, status: StatusLog, outputdir: Path,
                  targets: dict[str, SshTarget], remote_python: str = "python3",
-                 verbose: bool = False) -> None:
+                 verbose: bool = False, cancel: Optional[threading.Event] = None) -> None:
         self.status = status
         self.outputdir = outputdir
         self.targets = targets
         self.hosts = list(targets)
         self.remote_python = remote_python
         self.verbose = verbose
+        self.cancel = cancel or threading.Event()
 
     def run(self, test: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
         """Run one test dict on all hosts; returns (status, reason, summary)."""
@@ -187,7 +188,7 @@ class CfgTestRunner:
                    f"--resultsdir {shlex.quote(remote_results)}")
             try:
                 result = remote.run(cmd, timeout=timeout, check=False, on_line=on_line,
-                                    get_pty=True)
+                                    get_pty=True, cancel=self.cancel)
             finally:
                 console.close()
                 try:

@@ -62,6 +62,8 @@ class ServerJob:
         self.status = StatusLog(self.resultdir / "status.log",
                                 echo=sys.stdout, prefix="")
         self.tests: list[dict[str, Any]] = []   # filled by server tests, for results.json
+        # Set on SIGINT/SIGTERM: clients get Ctrl-C, no new test starts.
+        self.abort_event = threading.Event()
         self._tests_lock = threading.Lock()
 
     # -- used by server tests ---------------------------------------------------

@@ -40,8 +40,13 @@ class multihost_migration(ServerTest):  # noqa: N801 - autotest names tests by m
             return
         say(f"[{','.join(targets)}] preflight: {len(checks.checks)} checks passed")
         runner = CfgTestRunner(self.job.status, self.outputdir, targets,
-                               remote_python=options.remote_python, verbose=options.verbose)
+                               remote_python=options.remote_python, verbose=options.verbose,
+                               cancel=self.job.abort_event)
         for test in tests:
+            if self.job.abort_event.is_set():
+                self.job.record("ABORT", test["shortname"], test["shortname"],
+                                "not started: the job was interrupted")
+                continue
             _, _, summary = runner.run(test)
             summary["group"] = self.tagged_testname
             self.job.add_test_result(summary)

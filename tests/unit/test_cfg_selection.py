@@ -1,0 +1,58 @@
+"""The shipped cfg files select what they say, as the reference parser does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from multihost_migration.cartesian import Parser
+from multihost_migration.errors import ConfigError
+from multihost_migration.server.dispatch import select_tests
+
+ROOT = Path(__file__).resolve().parents[2]
+CFG = ROOT / "cfg" / "multi-host-tests.cfg"
+
+
+def names(text: str) -> list[str]:
+    parser = Parser()
+    parser.parse_string(text)
+    return [d["name"] for d in parser.get_dicts()]
+
+
+def test_default_selection_is_the_tcp_migration() -> None:
+    tests = select_tests(CFG, [])
+    assert [t["shortname"] for t in tests] == ["migrate_multi_host.tcp.JeOS.mhm"]
+    assert tests[0]["type"] == "migration_multi_host"
+
+
+def test_only_after_a_named_variant_block_keeps_matching() -> None:
+    # Regression: `only X` where X is a variant defined after a named
+    # `variants guest:` block selected nothing.
+    text = """
+variants guest:
+    - JeOS:
+        variants:
+            - mhm:
+                z = 3
+variants:
+    - migrate_multi_host:
+        variants:
+            - tcp:
+                p = tcp
+    - guide_example:
+        g = 1
+only JeOS.mhm
+only migrate_multi_host
+"""
+    assert names(text) == ["migrate_multi_host.tcp.(guest=JeOS).mhm"]
+
+
+def test_extra_params_and_filters_from_the_command_line() -> None:
+    tests = select_tests(CFG, ["accel = tcg", "mem = 512"])
+    assert tests[0]["accel"] == "tcg" and tests[0]["mem"] == "512"
+
+
+def test_zero_selection_names_the_filter() -> None:
+    with pytest.raises(ConfigError, match="`only nothing-here` \\(command line\\)"):
+        select_tests(CFG, ["only nothing-here"])
