@@ -364,3 +364,87 @@ class ReportError(MigrationTestError):
 
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"
+
+
+# --- client install on hosts (appended) ------------------------------------
+
+
+class WheelhouseError(MigrationTestError):
+    """The controller could not build (or reuse) the wheelhouse of this suite:
+    names the step, the command and its output."""
+
+    def __init__(self, reason: str, command: Sequence[str] = (),
+                 status: Optional[int] = None, output: str = "") -> None:
+        self.reason = reason
+        self.command = list(command)
+        self.status = status
+        self.output = output
+        super().__init__(reason, self.command, status, output)
+
+    def __str__(self) -> str:
+        msg = f"wheelhouse: {self.reason}"
+        if self.command:
+            msg += f"\ncommand (status {self.status}): {' '.join(self.command)}"
+        if self.output:
+            msg += f"\noutput:\n{tail(self.output)}"
+        return msg
+
+
+class ClientInstallError(MigrationTestError):
+    """Installing the suite into a virtualenv on a host failed: names the
+    host, the step, what went wrong and the command output."""
+
+    def __init__(self, host: str, step: str, reason: str, output: str = "") -> None:
+        self.host = host
+        self.step = step
+        self.reason = reason
+        self.output = output
+        super().__init__(host, step, reason, output)
+
+    def __str__(self) -> str:
+        msg = f"client install on {self.host} failed at {self.step}: {self.reason}"
+        if self.output:
+            msg += f"\noutput:\n{tail(self.output)}"
+        return msg
+
+
+class HostPythonMismatch(ClientInstallError):
+    """The host's Python cannot use the wheelhouse's platform wheels."""
+
+    def __init__(self, host: str, python: str, host_version: str,
+                 wheelhouse_version: str, reason: str) -> None:
+        self.python = python
+        self.host_version = host_version
+        self.wheelhouse_version = wheelhouse_version
+        super().__init__(host, "python check",
+                         f"{python} on {host} is {host_version} but the wheelhouse "
+                         f"was built for {wheelhouse_version}: {reason}")
+
+
+# --- migration settings (appended) -----------------------------------------
+
+
+class MigrationSettingsError(MigrationError):
+    """QEMU refused a migration capability/parameter, or read back another value.
+
+    `what` is "capability" or "parameter"; `requested` and `actual` are what
+    was asked for and what query-migrate-capabilities/-parameters answered
+    (None if QEMU does not know the name); `qemu_error` is QEMU's own error
+    text when the set command itself failed.
+    """
+
+    def __init__(self, vm: str, what: str, name: str, requested: object,
+                 actual: object = None, qemu_error: str = "") -> None:
+        self.vm = vm
+        self.what = what
+        self.name = name
+        self.requested = requested
+        self.actual = actual
+        self.qemu_error = qemu_error
+        super().__init__(vm, what, name, requested, actual, qemu_error)
+
+    def __str__(self) -> str:
+        msg = f"{self.vm}: migration {self.what} {self.name}={self.requested!r} "
+        if self.qemu_error:
+            return msg + f"refused by QEMU: {self.qemu_error}"
+        return msg + f"not taken (QEMU reports {self.actual!r})"

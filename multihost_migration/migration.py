@@ -197,8 +197,8 @@ class MultihostMigration:
             vm = self.env.get_vm(name)
             if vm is None or not vm.is_alive():
                 vm = self._new_vm(name, "src", mig_data.mig_id)
+                self.env.register_vm(name, vm)  # before create: cleanup must see it
                 vm.create()
-                self.env.register_vm(name, vm)
             mig_data.vms.append(vm)
 
     def destroy_stale_vms(self, mig_data: MigrationData) -> None:

@@ -26,20 +26,26 @@ _NAME_RE = re.compile(r"[A-Za-z0-9_\-]+")
 _VAR_RE = re.compile(r"\(([A-Za-z0-9_\-]+)=([A-Za-z0-9_\-]+)\)")
 
 
-@dataclass(frozen=True)
 class Label:
     """One element of a dict's context: a variant's name and its variants
-    block's name (None for an unnamed ``variants:`` block)."""
+    block's name (None for an unnamed ``variants:`` block).  Immutable;
+    `text` is the label as it appears in a dict's ``name``."""
 
-    name: str
-    var: Optional[str] = None
+    __slots__ = ("name", "var", "text")
 
-    @property
-    def text(self) -> str:
-        """The label as it appears in a dict's ``name``."""
-        if self.var is None:
-            return self.name
-        return f"({self.var}={self.name})"
+    def __init__(self, name: str, var: Optional[str] = None) -> None:
+        self.name = name
+        self.var = var
+        self.text = name if var is None else f"({var}={name})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Label) and other.text == self.text
+
+    def __hash__(self) -> int:
+        return hash(self.text)
+
+    def __repr__(self) -> str:
+        return f"Label({self.text!r})"
 
 
 @dataclass(frozen=True)
@@ -81,23 +87,26 @@ class Filter:
     text: str
     terms: tuple[Term, ...]
 
-    def matches(self, ctx: Sequence[Label]) -> bool:
-        """True if some alternative matches the ordered context."""
+    def matches(self, ctx: Sequence[Label],
+                present: Optional[AbstractSet[str]] = None) -> bool:
+        """True if some alternative matches the ordered context.  `present`
+        (the names and texts of the labels in ctx) enables a fast path."""
         for term in self.terms:
-            if all(_chain_matches(chain, ctx) for chain in term):
+            if present is not None and not all(
+                    w.key in present for chain in term for w in chain):
+                continue
+            if all((len(chain) == 1 and present is not None)
+                   or _chain_matches(chain, ctx) for chain in term):
                 return True
         return False
 
-    def might_match(self, ctx: Sequence[Label], below: AbstractSet[str]) -> bool:
-        """False only if no extension of `ctx` by labels from `below` (plain
-        names and ``(var=name)`` keys) can match.  Conservative."""
-        present = set(below)
-        for label in ctx:
-            present.add(label.name)
-            if label.var is not None:
-                present.add(label.text)
+    def might_match(self, present: AbstractSet[str],
+                    below: AbstractSet[str]) -> bool:
+        """False only if no extension of a context whose label names and
+        texts are `present` by labels from `below` can match.  Conservative."""
         for term in self.terms:
-            if all(w.key in present for chain in term for w in chain):
+            if all(w.key in below or w.key in present
+                   for chain in term for w in chain):
                 return True
         return False
 

@@ -4,8 +4,8 @@
 unset; ``?=``, ``?+=``, ``?<=`` treat the key as a regular expression that
 must match a whole existing key, and set/append/prepend every key it
 matches; ``del`` removes a key.  ``${key}`` in a value is replaced by the
-key's current value when the statement applies (all or nothing: one unset
-key leaves the value as written, like the reference parser).
+key's current value when the statement applies, left to right, stopping at
+the first unset key (like the reference parser).
 """
 
 from __future__ import annotations
@@ -13,18 +13,26 @@ from __future__ import annotations
 import functools
 import re
 
-_SUBST_RE = re.compile(r"\$\{(\w+)\}")
+_SUBST_RE = re.compile(r"\$\{(.+?)\}")
 
 
 def substitute(value: str, values: dict[str, str]) -> str:
-    """Replace every ``${key}`` (key of word characters) by its value; if
-    any such key is unset, the value is left entirely unchanged."""
+    """Replace ``${key}`` references left to right by their values; at the
+    first unset key stop, leaving it and the rest of the value as written
+    (the reference parser's behaviour).  Inserted values are not rescanned."""
     if "${" not in value:
         return value
-    refs = _SUBST_RE.findall(value)
-    if not refs or any(ref not in values for ref in refs):
-        return value
-    return _SUBST_RE.sub(lambda m: str(values[m.group(1)]), value)
+    out: list[str] = []
+    pos = 0
+    for m in _SUBST_RE.finditer(value):
+        found = values.get(m.group(1))
+        if found is None:
+            break
+        out.append(value[pos:m.start()])
+        out.append(str(found))
+        pos = m.end()
+    out.append(value[pos:])
+    return "".join(out)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Iterator, Optional, Sequence, Union
+from typing import AbstractSet, Iterator, Optional, Sequence, Union
 
 from multihost_migration.cartesian import ops
 from multihost_migration.cartesian.filters import Label
@@ -43,6 +43,7 @@ class Node:
     children: list["Node"] = field(default_factory=list)
     below: frozenset[str] = frozenset()     # label keys the subtree adds
     filter_items: tuple[Item, ...] = ()     # content items with filters
+    words: frozenset[str] = frozenset()     # filter words used in the subtree
 
 
 def build(stmts: Sequence[Stmt], node: Node, defaults: bool = False,
@@ -102,7 +103,25 @@ def finish(root: Node) -> None:
                 keys.add(child.label.text)
         node.below = frozenset(keys)
         node.filter_items = tuple(i for i in node.content if _has_filter(i))
+        words: set[str] = set()
+        for child in node.children:
+            words |= child.words
+        for item in node.filter_items:
+            words |= item_words(item)
+        node.words = frozenset(words)
         done.add(id(node))
+
+
+def item_words(item: Item) -> frozenset[str]:
+    """Keys of the filter words an item's decision depends on."""
+    found: set[str] = set()
+    if isinstance(item, (OnlyNo, Cond)):
+        found.update(w.key for term in item.filter.terms
+                     for chain in term for w in chain)
+    if isinstance(item, Cond):
+        for sub in item.body:
+            found |= item_words(sub)  # type: ignore[arg-type]
+    return frozenset(found)
 
 
 def _has_filter(item: Item) -> bool:
@@ -113,32 +132,37 @@ def _has_filter(item: Item) -> bool:
     return False
 
 
-def _cond_holds(cond: Cond, ctx: Sequence[Label]) -> bool:
-    return cond.filter.matches(ctx) != cond.negative
+def _cond_holds(cond: Cond, ctx: Sequence[Label], present: AbstractSet[str]) -> bool:
+    return cond.filter.matches(ctx, present) != cond.negative
 
 
-def _decide(items: Sequence[Item], ctx: Sequence[Label], below: frozenset[str],
-            out: list[Item]) -> bool:
+def _decide(items: Sequence[Item], ctx: Sequence[Label], present: AbstractSet[str],
+            below: frozenset[str], out: list[Item]) -> bool:
     """Decide filter items for this context; undecided ones go to `out`.
     False if the subtree is excluded."""
     for item in items:
         if isinstance(item, OnlyNo):
-            if item.filter.matches(ctx):
+            if item.filter.matches(ctx, present):
                 if not item.keep:
                     return False
-            elif item.filter.might_match(ctx, below):
+            elif item.filter.might_match(present, below):
                 out.append(item)
             elif item.keep:
                 return False
         elif isinstance(item, Cond):
-            matched = item.filter.matches(ctx)
-            if not matched and item.filter.might_match(ctx, below):
+            matched = item.filter.matches(ctx, present)
+            if not matched and item.filter.might_match(present, below):
                 out.append(item)
             elif matched != item.negative:
                 inner = [s for s in item.body if _has_filter(s)]  # type: ignore[arg-type]
-                if not _decide(inner, ctx, below, out):  # type: ignore[arg-type]
+                if not _decide(inner, ctx, present, below, out):  # type: ignore[arg-type]
                     return False
     return True
+
+
+def _finalize(undecided: Sequence[Item]) -> bool:
+    """At a leaf nothing more can match: a pending ``only`` fails."""
+    return not any(isinstance(i, OnlyNo) and i.keep for i in undecided)
 
 
 @dataclass
@@ -146,35 +170,113 @@ class _Walk:
     labels: list[Label]
     path: list[Node]
     deps: list[str]
+    present: dict[str, int] = field(default_factory=dict)  # names and texts
+
+    def push(self, label: Label) -> None:
+        self.labels.append(label)
+        for key in (label.name, label.text) if label.var else (label.name,):
+            self.present[key] = self.present.get(key, 0) + 1
+
+    def pop(self) -> None:
+        label = self.labels.pop()
+        for key in (label.name, label.text) if label.var else (label.name,):
+            left = self.present[key] - 1
+            if left:
+                self.present[key] = left
+            else:
+                del self.present[key]
+    # (node, projected context, pending ids) -> (viable, undecided items)
+    memo: dict[tuple[int, tuple[Optional[str], ...], tuple[int, ...]],
+               tuple[bool, tuple[Item, ...]]] = field(default_factory=dict)
+    pending_words: dict[tuple[int, ...], frozenset[str]] = field(default_factory=dict)
+
+    def words_of(self, pending: tuple[Item, ...],
+                 ids: tuple[int, ...]) -> frozenset[str]:
+        found = self.pending_words.get(ids)
+        if found is None:
+            found = frozenset().union(*(item_words(i) for i in pending))
+            self.pending_words[ids] = found
+        return found
 
 
 def expand(root: Node) -> Iterator[dict[str, object]]:
     """Yield the dicts of the tree, in the reference parser's order."""
     walk = _Walk([], [], [])
-    yield from _expand(root, walk, [])
+    if _viable(root, walk, ()):
+        yield from _expand(root, walk, ())
 
 
-def _expand(node: Node, walk: _Walk, pending: list[Item]) -> Iterator[dict[str, object]]:
+def _project(labels: Sequence[Label], words: frozenset[str]) -> tuple[Optional[str], ...]:
+    """The context as far as `words` can see it: other labels become one
+    None per run (keeps adjacency for "a.b" chains)."""
+    out: list[Optional[str]] = []
+    for lb in labels:
+        if lb.name in words or lb.text in words:
+            out.append(lb.text)
+        elif out and out[-1] is not None:
+            out.append(None)
+        elif not out:
+            out.append(None)
+    return tuple(out)
+
+
+def _state(node: Node, walk: _Walk,
+           pending: tuple[Item, ...]) -> tuple[bool, tuple[Item, ...]]:
+    """Decide the filters at `node` (its label already on the context):
+    whether its subtree yields anything, and what stays undecided."""
+    ids = tuple(map(id, pending))
+    words = node.words | walk.words_of(pending, ids) if pending else node.words
+    key = (id(node), _project(walk.labels, words), ids)
+    found = walk.memo.get(key)
+    if found is not None:
+        return found
+    undecided: list[Item] = []
+    ok = (_decide(node.filter_items, walk.labels, walk.present, node.below,
+                  undecided)
+          and _decide(pending, walk.labels, walk.present, node.below, undecided))
+    state = tuple(undecided)
+    if ok:
+        if node.children:
+            ok = any(_viable(child, walk, state) for child in node.children)
+        else:
+            ok = _finalize(undecided)
+    walk.memo[key] = (ok, state)
+    return ok, state
+
+
+def _viable(node: Node, walk: _Walk, pending: tuple[Item, ...]) -> bool:
+    if node.label is not None:
+        walk.push(node.label)
+    try:
+        return _state(node, walk, pending)[0]
+    finally:
+        if node.label is not None:
+            walk.pop()
+
+
+def _expand(node: Node, walk: _Walk,
+            pending: tuple[Item, ...]) -> Iterator[dict[str, object]]:
+    """Walk a node known to be viable."""
     added_deps = 0
     if node.label is not None:
         for dep in node.deps:
             walk.deps.append(".".join([lb.text for lb in walk.labels] + [dep]))
             added_deps += 1
-        walk.labels.append(node.label)
+        walk.push(node.label)
     walk.path.append(node)
     try:
-        undecided: list[Item] = []
-        if _decide(node.filter_items, walk.labels, node.below, undecided) and \
-                _decide(pending, walk.labels, node.below, undecided):
-            if node.children:
-                for child in node.children:
-                    yield from _expand(child, walk, undecided)
-            else:
-                yield _make_dict(walk)
+        ok, state = _state(node, walk, pending)
+        assert ok
+        if node.children:
+            for child in node.children:
+                if _viable(child, walk, state):
+                    yield from _expand(child, walk, state)
+        else:
+            yield _make_dict(walk)
     finally:
         walk.path.pop()
         if node.label is not None:
-            walk.labels.pop()
+            walk.pop()
         del walk.deps[len(walk.deps) - added_deps:]
 
 
@@ -192,9 +294,8 @@ def _make_dict(walk: _Walk) -> dict[str, object]:
         name_map.setdefault(n.filename, []).append(n.label.text)
         short_map.setdefault(n.filename, []).append(n.label.name)
     values: dict[str, str] = {}
-    ctx = walk.labels
     for node in reversed(walk.path):
-        _apply(node.content, values, ctx)
+        _apply(node.content, values, walk.labels, walk.present)
     d.update(values)
     if labeled:
         d["_name_map_file"] = {k: ".".join(v) for k, v in name_map.items()}
@@ -203,13 +304,13 @@ def _make_dict(walk: _Walk) -> dict[str, object]:
 
 
 def _apply(items: Sequence[Item], values: dict[str, str],
-           ctx: Sequence[Label]) -> None:
+           ctx: Sequence[Label], present: AbstractSet[str]) -> None:
     for item in items:
         if isinstance(item, Assign):
             ops.assign(values, item.op, item.key, item.value)
         elif isinstance(item, Cond):
-            if _cond_holds(item, ctx):
-                _apply(item.body, values, ctx)  # type: ignore[arg-type]
+            if _cond_holds(item, ctx, present):
+                _apply(item.body, values, ctx, present)  # type: ignore[arg-type]
         elif isinstance(item, Delete):
             ops.delete(values, item.key)
         elif isinstance(item, (Suffix, Join)):

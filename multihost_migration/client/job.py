@@ -33,6 +33,7 @@ from typing import Any, Optional
 from multihost_migration.errors import ConfigError
 from multihost_migration.params import Params
 from multihost_migration.qemu.env import Env
+from multihost_migration.qemu.process import kill_all_started
 from multihost_migration.status import StatusLog
 from multihost_migration.verdicts import Interrupted, reason_of, status_of
 
@@ -130,6 +131,9 @@ def run_job(params_file: Path, resultsdir: Path) -> int:
                     env.destroy_all(gracefully=False)
                 except Exception as err:  # the verdict stays the scenario's
                     log.error("cleanup: %s", err)
+                stray = kill_all_started()
+                if stray:
+                    log.warning("killed QEMU processes no VM object owned any more: %s", stray)
             status.record(verdict, subdir, name, reason,
                           fields={"duration": f"{time.monotonic() - start:.1f}"})
     finally:

@@ -59,7 +59,7 @@ def run_demo(results_root: Path, control_args: list[str], timeout: float = 1200.
     latest.symlink_to(stamp)
     print(f"\nlab + guest ready: {t_lab:.1f} s; autotest-remote: {t_run:.1f} s")
     _print_migration_times(results)
-    leftovers = lab.qemu_pids()
+    leftovers = lab.lab_qemu_pids()
     if leftovers:
         print(f"WARNING: QEMU processes left running: {leftovers}")
         return 1

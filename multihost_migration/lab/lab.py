@@ -257,3 +257,9 @@ def qemu_pids() -> list[int]:
             except OSError:
                 continue
     return sorted(pids)
+
+
+def lab_qemu_pids() -> list[int]:
+    """The QEMUs running inside lab namespaces (what a lab run may leave)."""
+    inside = {pid for ns in lab_namespaces() for pid in netns.pids(ns)}
+    return [pid for pid in qemu_pids() if pid in inside]

@@ -27,6 +27,11 @@ class RunPaths:
     pidfile: Path
     extra_serial_dir: Path
 
+    @property
+    def heartbeat_socket(self) -> Path:
+        """Where the host's heartbeat recorder listens (QEMU connects)."""
+        return self.extra_serial_dir / "heartbeat.sock"
+
     def extra_serial_socket(self, name: str) -> Path:
         return self.extra_serial_dir / f"{name}.sock"
 
@@ -81,6 +86,10 @@ def build_command(config: VMConfig, paths: RunPaths, incoming: Optional[str] = N
             "-chardev", (f"socket,id=serial0,path={qarg(paths.serial_socket)},"
                          f"server=on,wait=off,logfile={qarg(paths.serial_log)},logappend=on"),
             "-serial", "chardev:serial0"]
+    if config.heartbeat:  # ttyS1; the host listens before QEMU starts
+        args += ["-chardev", (f"socket,id=heartbeat,path={qarg(paths.heartbeat_socket)},"
+                              f"server=off"),
+                 "-serial", "chardev:heartbeat"]
     for name in config.serials:
         args += ["-chardev", (f"socket,id={name},path={qarg(paths.extra_serial_socket(name))},"
                               f"server=on,wait=off,"
@@ -98,6 +107,8 @@ def build_command(config: VMConfig, paths: RunPaths, incoming: Optional[str] = N
         args += ["-device", "virtio-scsi-pci,id=scsi0"]
     for disk in config.disks:
         args += _disk_args(disk, caches.get(disk.name, disk.cache))
+    if config.tls is not None:
+        args += config.tls.object_args()
     if incoming is not None:
         args += ["-incoming", incoming]
     args += list(config.extra_args)

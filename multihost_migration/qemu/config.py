@@ -21,6 +21,10 @@ Params keys understood (all plain strings, already resolved for the VM):
     extra_params     appended verbatim (shlex-split)
     username / password / shell_prompt / login_prompt / password_prompt / login_timeout
     serials          extra serial ports by name (e.g. "hb0"); ttyS0 is always the console
+    heartbeat        yes: ttyS1 is a heartbeat port read by the host (see
+                     qemu/heartbeat.py); extra `serials` follow it (ttyS2...)
+    migration_tls    x509 | psk (default off), with migration_tls_dir,
+                     migration_tls_hostname, migration_tls_psk_username (see tls.py)
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from ..errors import ConfigError
+from .tls import TLSConfig
 
 DEFAULT_IMAGES_DIR = "/var/lib/virt_test/images"
 ACCELS = ("tcg", "kvm", "kvm:tcg", "tcg:kvm")
@@ -75,6 +80,8 @@ class VMConfig:
     extra_args: tuple[str, ...] = ()
     serials: tuple[str, ...] = ()
     login: LoginConfig = field(default_factory=LoginConfig)
+    heartbeat: bool = False
+    tls: Optional[TLSConfig] = None
 
     @classmethod
     def from_params(cls, name: str, params: Mapping[str, Any]) -> "VMConfig":
@@ -107,7 +114,18 @@ class VMConfig:
                 password_prompt=get("password_prompt", r"[Pp]assword: $"),
                 timeout=float(_int(name, "login_timeout", get("login_timeout", "60"))),
             ),
+            heartbeat=_yes(name, "heartbeat", get("heartbeat", "no")),
+            tls=TLSConfig.from_params(name, params),
         )
+
+
+def _yes(name: str, key: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("yes", "on", "true", "1"):
+        return True
+    if lowered in ("no", "off", "false", "0", ""):
+        return False
+    raise ConfigError(f"{name}: {key}={value!r}, expected yes or no")
 
 
 def _int(name: str, key: str, value: str) -> int:

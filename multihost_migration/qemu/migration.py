@@ -1,47 +1,99 @@
 """Waiting for a migration to end, on either side, with a deadline.
 
 MIGRATION events (capability `events`, enabled at launch) wake the waiter
-at once; `query-migrate` is polled at least every POLL_INTERVAL seconds as
-well, so a missed event only costs latency, never correctness.
+at once; `query-migrate` is polled at least every POLL_INTERVAL seconds
+(SAMPLE_INTERVAL on the source) as well, so a missed event only costs
+latency, never correctness.
+
+On the source every poll is kept as a `MigrationSample` (for charts), and
+the waiter drives the migration's decisions:
+
+* postcopy_after (seconds) / postcopy_after_passes (N complete dirty-sync
+  passes, i.e. dirty-sync-count > N): issue migrate-start-postcopy once;
+* status pre-switchover (capability pause-before-switchover): call the
+  `on_pre_switchover` hook with the current statistics, then
+  migrate-continue.  If the hook raises, the migration is cancelled and the
+  error propagates.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from ..errors import MigrationFailed, MigrationTimeout, QMPError, VMError
-from .stats import TERMINAL_STATUSES, MigrationStats
+from .stats import TERMINAL_STATUSES, MigrationSample, MigrationStats
 
 if TYPE_CHECKING:
     from .vm import VM
 
 POLL_INTERVAL = 1.0
+#: Seconds between query-migrate samples on the source.
+SAMPLE_INTERVAL = 0.2
 #: After an incoming migration completes, seconds to wait for runstate "running".
 RUN_TIMEOUT = 10.0
 #: After a source completes, seconds to wait for final statistics.
 FINAL_STATS_TIMEOUT = 5.0
 
 
-def _is_terminal_event(event: dict[str, Any]) -> bool:
+_WAKE_STATUSES = TERMINAL_STATUSES | {"pre-switchover"}
+
+PreSwitchoverHook = Callable[[MigrationStats], None]
+
+
+def _is_wake_event(event: dict[str, Any]) -> bool:
     data = event.get("data") or {}
-    return event.get("event") == "MIGRATION" and data.get("status") in TERMINAL_STATUSES
+    return event.get("event") == "MIGRATION" and data.get("status") in _WAKE_STATUSES
 
 
 class MigrationWaiter:
     """Created *before* issuing migrate / migrate-incoming (takes an event mark)."""
 
     def __init__(self, vm: "VM", mark: Optional[int] = None,
-                 postcopy_after: Optional[float] = None) -> None:
+                 postcopy_after: Optional[float] = None,
+                 postcopy_after_passes: Optional[int] = None,
+                 on_pre_switchover: Optional[PreSwitchoverHook] = None,
+                 sample_interval: float = SAMPLE_INTERVAL) -> None:
         self.vm = vm
         self.postcopy_after = postcopy_after
+        self.postcopy_after_passes = postcopy_after_passes
+        self.on_pre_switchover = on_pre_switchover
+        self.sample_interval = sample_interval
+        self.samples: list[MigrationSample] = []
+        self.downtime_limit_ms: Optional[int] = None
+        self.switched_to_postcopy = False
+        self.continued = False
         self.started = time.monotonic()
         channel = vm._channel("migration")
         self.events = channel.events
         self.mark = self.events.mark() if mark is None else mark
 
     def _sleep_for_event(self, timeout: float) -> None:
-        self.events.wait_for(_is_terminal_event, self.mark, max(0.0, timeout))
+        self.events.wait_for(_is_wake_event, self.mark, max(0.0, timeout))
+        self.mark = self.events.mark()
+
+    def read_downtime_limit(self) -> None:
+        """Remember downtime-limit as QEMU has it (call before migrate)."""
+        try:
+            value = self.vm.qmp("query-migrate-parameters").get("downtime-limit")
+        except (QMPError, VMError) as err:
+            self.vm.log.debug("query-migrate-parameters: %s", err)
+            return
+        self.downtime_limit_ms = int(value) if isinstance(value, int) else None
+
+    def _sample(self) -> Optional[MigrationStats]:
+        try:
+            reply = self.vm.query_migrate()
+        except (QMPError, VMError):
+            return None
+        t_ms = int((time.monotonic() - self.started) * 1000)
+        self.samples.append(MigrationSample.from_query(t_ms, reply))
+        return MigrationStats.from_query(reply)
+
+    def _with_samples(self, stats: MigrationStats) -> MigrationStats:
+        return dataclasses.replace(stats, samples=tuple(self.samples),
+                                   downtime_limit_ms=self.downtime_limit_ms)
 
     def _failed(self, reason: str, stats: Optional[MigrationStats] = None,
                 timeout: bool = False) -> MigrationFailed:
@@ -49,7 +101,7 @@ class MigrationWaiter:
         return cls(self.vm.name, reason,
                    status=stats.status if stats else None,
                    error_desc=stats.error_desc if stats else None,
-                   stats=stats.as_dict() if stats else None,
+                   stats=self._with_samples(stats).as_dict() if stats else None,
                    log_tail=self.vm.log_tail())
 
     def _stats(self) -> Optional[MigrationStats]:
@@ -63,8 +115,8 @@ class MigrationWaiter:
         deadline = time.monotonic() + timeout
         stats: Optional[MigrationStats] = None
         while True:
-            self._sleep_for_event(min(POLL_INTERVAL, deadline - time.monotonic()))
-            current = self._stats()
+            self._sleep_for_event(min(self.sample_interval, deadline - time.monotonic()))
+            current = self._sample()
             if current is None:
                 if not self.vm.is_alive():
                     raise self._failed("source QEMU exited during migration", stats)
@@ -73,6 +125,7 @@ class MigrationWaiter:
             if stats.finished:
                 break
             self._maybe_start_postcopy(stats)
+            self._maybe_continue(stats)
             if time.monotonic() >= deadline:
                 self._cancel()
                 raise self._failed(f"not finished after {timeout:.0f}s; cancelled",
@@ -92,17 +145,43 @@ class MigrationWaiter:
             except (QMPError, VMError):
                 break
             time.sleep(0.02)
-        return self._stats() or stats
+        final = self._stats() or stats
+        t_ms = int((time.monotonic() - self.started) * 1000)
+        self.samples.append(MigrationSample(
+            t_ms, final.status, final.transferred, final.remaining, final.total,
+            final.throughput_mbps, final.dirty_sync_count))
+        return self._with_samples(final)
 
     def _maybe_start_postcopy(self, stats: MigrationStats) -> None:
-        if (self.postcopy_after is not None and stats.status == "active"
-                and time.monotonic() - self.started >= self.postcopy_after):
-            self.vm.log.info("switching to postcopy after %.1fs", self.postcopy_after)
-            self.postcopy_after = None
+        if self.switched_to_postcopy or stats.status != "active":
+            return
+        by_time = (self.postcopy_after is not None
+                   and time.monotonic() - self.started >= self.postcopy_after)
+        by_passes = (self.postcopy_after_passes is not None
+                     and stats.dirty_sync_count is not None
+                     and stats.dirty_sync_count > self.postcopy_after_passes)
+        if not (by_time or by_passes):
+            return
+        self.vm.log.info("switching to postcopy (after %.1fs, %s passes)",
+                         time.monotonic() - self.started, stats.dirty_sync_count)
+        self.switched_to_postcopy = True
+        try:
+            self.vm.qmp("migrate-start-postcopy")
+        except (QMPError, VMError) as err:
+            self.vm.log.warning("migrate-start-postcopy: %s", err)
+
+    def _maybe_continue(self, stats: MigrationStats) -> None:
+        if stats.status != "pre-switchover" or self.continued:
+            return
+        self.continued = True
+        if self.on_pre_switchover is not None:
             try:
-                self.vm.qmp("migrate-start-postcopy")
-            except (QMPError, VMError) as err:
-                self.vm.log.warning("migrate-start-postcopy: %s", err)
+                self.on_pre_switchover(self._with_samples(stats))
+            except BaseException:
+                self._cancel()
+                raise
+        self.vm.log.info("pre-switchover: migrate-continue")
+        self.vm.qmp("migrate-continue", state="pre-switchover")
 
     def _cancel(self) -> None:
         try:
@@ -110,8 +189,10 @@ class MigrationWaiter:
         except (QMPError, VMError) as err:
             self.vm.log.warning("migrate_cancel: %s", err)
 
-    def wait_incoming(self, timeout: float, check: bool) -> str:
-        """Until the incoming side completes and the guest runs."""
+    def wait_incoming(self, timeout: float, check: bool,
+                      expect_running: bool = True) -> str:
+        """Until the incoming side completes and (if `expect_running`) the
+        guest runs; an offline migration leaves the guest paused."""
         deadline = time.monotonic() + timeout
         while True:
             self._sleep_for_event(min(POLL_INTERVAL, deadline - time.monotonic()))
@@ -120,7 +201,8 @@ class MigrationWaiter:
                 # QEMU exits when an incoming migration fails.
                 return self._incoming_failed(check, "destination QEMU exited", None)
             if stats is not None and stats.status == "completed":
-                self._wait_running(deadline)
+                if expect_running:
+                    self._wait_running(deadline)
                 return "completed"
             if stats is not None and stats.status in ("failed", "cancelled"):
                 return self._incoming_failed(check, f"incoming migration {stats.status}",

@@ -7,6 +7,7 @@ import os
 import shlex
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Optional, Sequence
@@ -15,6 +16,29 @@ from ..errors import VMError
 
 #: Seconds to wait after each of SIGTERM and SIGKILL.
 SIGNAL_GRACE = 5.0
+
+#: Every QEMU this Python process started and has not seen exit: the last
+#: line of defence, `kill_all_started()`, runs when a job ends whatever
+#: state its VM objects were left in (e.g. interrupted mid-launch).
+_STARTED: set["QemuProcess"] = set()
+_STARTED_LOCK = threading.Lock()
+
+
+def kill_all_started() -> list[int]:
+    """Kill every QEMU this process started that is still running."""
+    with _STARTED_LOCK:
+        processes = list(_STARTED)
+    killed = []
+    for process in processes:
+        if process.is_alive():
+            killed.append(process.pid or 0)
+            try:
+                process.kill()
+            except VMError:
+                pass
+        with _STARTED_LOCK:
+            _STARTED.discard(process)
+    return killed
 
 
 def read_tail(path: Path, max_bytes: int = 8192) -> str:
@@ -58,6 +82,8 @@ class QemuProcess:
             self._popen = subprocess.Popen(
                 list(command), stdin=subprocess.DEVNULL, stdout=log,
                 stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+        with _STARTED_LOCK:
+            _STARTED.add(self)
         self.log.debug("QEMU pid %d", self._popen.pid)
 
     def wait(self, timeout: float) -> bool:
@@ -86,6 +112,8 @@ class QemuProcess:
             self.wait(SIGNAL_GRACE)
         if popen.poll() is None:
             raise VMError(f"{self.name}: QEMU pid {popen.pid} survived SIGKILL")
+        with _STARTED_LOCK:
+            _STARTED.discard(self)
         return popen.returncode
 
     def tail(self, max_bytes: int = 8192) -> str:

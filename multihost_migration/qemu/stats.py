@@ -1,4 +1,11 @@
-"""Migration statistics parsed from a `query-migrate` reply."""
+"""Migration statistics parsed from a `query-migrate` reply.
+
+`MigrationStats` is one snapshot; the waiter fills in `samples` (the
+progress of the migration, one `MigrationSample` about every 200 ms) and
+`downtime_limit_ms` (the downtime-limit parameter read back from QEMU) on
+the final snapshot.  `guest_downtime_ms` and `bad_pages` come from checks
+inside the guest and are filled in by callers with `dataclasses.replace`.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +29,39 @@ def _opt_int(value: Any) -> Optional[int]:
         return None
 
 
+def _opt_float(value: Any) -> Optional[float]:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+@dataclass(frozen=True)
+class MigrationSample:
+    """Progress at `t_ms` milliseconds after the migrate command."""
+
+    t_ms: int
+    status: str
+    transferred: Optional[int] = None
+    remaining: Optional[int] = None
+    total: Optional[int] = None
+    mbps: Optional[float] = None
+    passes: Optional[int] = None
+    throttle: Optional[int] = None   # cpu-throttle-percentage (auto-converge)
+
+    @classmethod
+    def from_query(cls, t_ms: int, reply: Mapping[str, Any]) -> "MigrationSample":
+        ram = reply.get("ram") or {}
+        if not isinstance(ram, Mapping):
+            ram = {}
+        return cls(t_ms=int(t_ms), status=str(reply.get("status", "none")),
+                   transferred=_opt_int(ram.get("transferred")),
+                   remaining=_opt_int(ram.get("remaining")),
+                   total=_opt_int(ram.get("total")),
+                   mbps=_opt_float(ram.get("mbps")),
+                   passes=_opt_int(ram.get("dirty-sync-count")),
+                   throttle=_opt_int(reply.get("cpu-throttle-percentage")))
+
+
 @dataclass(frozen=True)
 class MigrationStats:
     """One snapshot of query-migrate; fields are None when QEMU omits them."""
@@ -39,11 +79,18 @@ class MigrationStats:
     postcopy_requests: Optional[int] = None
     cpu_throttle_percentage: Optional[int] = None
     error_desc: Optional[str] = None
+    xbzrle_cache_hits: Optional[int] = None
+    samples: tuple[MigrationSample, ...] = ()
+    downtime_limit_ms: Optional[int] = None
+    guest_downtime_ms: Optional[float] = None
+    bad_pages: Optional[int] = None
 
     @classmethod
     def from_query(cls, reply: Mapping[str, Any]) -> "MigrationStats":
         ram = reply.get("ram") or {}
-        mbps = ram.get("mbps")
+        xbzrle = reply.get("xbzrle-cache") or {}
+        if not isinstance(xbzrle, Mapping):
+            xbzrle = {}
         return cls(
             status=str(reply.get("status", "none")),
             total_time_ms=_opt_int(reply.get("total-time")),
@@ -53,12 +100,13 @@ class MigrationStats:
             transferred=_opt_int(ram.get("transferred")),
             remaining=_opt_int(ram.get("remaining")),
             total=_opt_int(ram.get("total")),
-            throughput_mbps=float(mbps) if isinstance(mbps, (int, float)) else None,
+            throughput_mbps=_opt_float(ram.get("mbps")),
             dirty_sync_count=_opt_int(ram.get("dirty-sync-count")),
             postcopy_requests=_opt_int(ram.get("postcopy-requests")),
             cpu_throttle_percentage=_opt_int(reply.get("cpu-throttle-percentage")),
             error_desc=(str(reply["error-desc"]) if reply.get("error-desc") is not None
                         else None),
+            xbzrle_cache_hits=_opt_int(xbzrle.get("cache-hit")),
         )
 
     @property
@@ -69,11 +117,21 @@ class MigrationStats:
     def finished(self) -> bool:
         return self.status in TERMINAL_STATUSES
 
+    @property
+    def passes(self) -> Optional[int]:
+        """Dirty-bitmap sync passes (QEMU's dirty-sync-count)."""
+        return self.dirty_sync_count
+
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (field names as attributes, None kept)."""
-        return asdict(self)
+        """JSON-ready dict (field names as attributes, None kept); `samples`
+        is a list of dicts, `passes` is added."""
+        data = asdict(self)
+        data["samples"] = [asdict(sample) for sample in self.samples]
+        data["passes"] = self.passes
+        return data
 
     def summary(self) -> str:
         return (f"status={self.status} total={self.total_time_ms}ms "
                 f"downtime={self.downtime_ms}ms transferred={self.transferred} "
-                f"mbps={self.throughput_mbps}")
+                f"mbps={self.throughput_mbps} passes={self.passes} "
+                f"samples={len(self.samples)}")

@@ -8,6 +8,12 @@ Lifecycle (`VMState`), guarded by `_require_state`:
      +--create(incoming=True)--> INCOMING --wait_for_migration_incoming()--+
     any --destroy()--> DESTROYED --create()--> ...
 
+Migration settings: `apply_migration_settings(params)` sets capabilities
+and parameters (settings.py) and reads them back; with `migration_tls` the
+VM carries TLS credentials objects (tls.py) and selects the server side in
+start_incoming() and the client side in migrate().  With `heartbeat = yes`
+the host records the guest's heartbeats (heartbeat.py) from create() on.
+
 Thread safety: QMP commands go through a thread-safe `QMPChannel`; state
 transitions take `_lock`; long waits never hold it, so `destroy()` from
 another thread always proceeds.
@@ -21,6 +27,7 @@ import shlex
 import shutil
 import tempfile
 import threading
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Callable, Mapping, Optional, Union
@@ -28,9 +35,11 @@ from typing import Any, Callable, Mapping, Optional, Union
 from ..errors import (GuestError, LoginError, MigrationError, MigrationFailed,
                       QMPError, VMDiedError, VMError, VMLaunchError, VMStateError)
 from ..guest.console import ConsoleSession
+from . import settings as mig_settings
 from .cmdline import RunPaths, build_command, effective_cache, o_direct_supported
 from .config import VMConfig
-from .migration import MigrationWaiter
+from .heartbeat import HeartbeatRecorder
+from .migration import MigrationWaiter, PreSwitchoverHook
 from .process import QemuProcess, read_tail
 from .qmp_channel import QMPChannel
 from .stats import MigrationStats
@@ -85,6 +94,9 @@ class VM:
         self._run_dir: Optional[Path] = None
         self._paths: Optional[RunPaths] = None
         self._incoming_mark = 0
+        self._waiter: Optional[MigrationWaiter] = None
+        self._heartbeat: Optional[HeartbeatRecorder] = None
+        self.postcopy_after_passes: Optional[int] = None
         self.incoming_target: Optional[str] = None
 
     # -- properties ---------------------------------------------------------
@@ -104,6 +116,15 @@ class VM:
     @property
     def qemu_log_path(self) -> Path:
         return self.log_dir / f"{self.name}-qemu.log"
+
+    @property
+    def heartbeat_log_path(self) -> Path:
+        """"host_epoch_ns seq guest_ns" lines (VM param heartbeat = yes)."""
+        return self.log_dir / f"{self.name}-heartbeat.log"
+
+    @property
+    def heartbeat(self) -> Optional[HeartbeatRecorder]:
+        return self._heartbeat
 
     @property
     def paths(self) -> RunPaths:
@@ -184,8 +205,17 @@ class VM:
         self.command = build_command(self.config, paths,
                                      incoming="defer" if incoming else None,
                                      caches=caches)
+        self._check_tls()
         self.log.info("starting QEMU%s", " (incoming)" if incoming else "")
         self.log.debug("command line: %s", shlex.join(self.command))
+        if self.config.heartbeat:
+            self._heartbeat = HeartbeatRecorder(paths.heartbeat_socket,
+                                                self.heartbeat_log_path,
+                                                self.log.getChild("heartbeat"))
+            try:
+                self._heartbeat.start()
+            except VMError as err:
+                raise VMLaunchError(self.name, self.command, None, str(err)) from err
         process = self._process = QemuProcess(self.name, paths.qemu_log, self.log)
         try:
             process.start(self.command)
@@ -202,6 +232,14 @@ class VM:
             raise VMLaunchError(self.name, self.command, process.returncode,
                                 f"{process.tail()}\n{err}") from err
         self.log.info("QEMU pid %s up", process.pid)
+
+    def _check_tls(self) -> None:
+        tls = self.config.tls
+        if tls is not None and tls.missing_files():
+            raise VMLaunchError(self.name, self.command, None,
+                                f"migration_tls={tls.kind}: {tls.directory} lacks "
+                                f"{', '.join(tls.missing_files())} (create them with "
+                                f"make_tls_credentials)")
 
     def _cleanup_after_failed_launch(self) -> None:
         try:
@@ -254,6 +292,27 @@ class VM:
     def set_migration_parameters(self, parameters: Mapping[str, Any]) -> None:
         self.qmp("migrate-set-parameters", _qmp_names(parameters))
 
+    def apply_migration_settings(self, params: Mapping[str, Any]
+                                 ) -> mig_settings.AppliedSettings:
+        """Set `migration_capabilities` and `migrate_parameter_<name>` from
+        `params` and read them back (MigrationSettingsError if QEMU did not
+        take them).  Call on both sides, before start_incoming / migrate.
+        `postcopy_after_passes` becomes the default of the next migrate()."""
+        self._require_state("apply_migration_settings", VMState.RUNNING,
+                            VMState.INCOMING)
+        settings = mig_settings.MigrationSettings.from_params(params)
+        applied = mig_settings.apply(self, settings)
+        self.postcopy_after_passes = settings.postcopy_after_passes
+        return applied
+
+    def _select_tls(self, incoming: bool) -> None:
+        tls = self.config.tls
+        if tls is None:
+            return
+        wanted = tls.incoming_parameters() if incoming else tls.outgoing_parameters()
+        mig_settings.set_typed_parameters(self, wanted)
+        self.log.info("migration over TLS (%s, %s)", tls.kind, wanted["tls-creds"])
+
     def query_migrate(self) -> dict[str, Any]:
         return dict(self.qmp("query-migrate"))
 
@@ -285,6 +344,7 @@ class VM:
             self.pass_fd(fd, target)
         uri = incoming_uri(transport, host, real_port, target)
         self.incoming_target = target
+        self._select_tls(incoming=True)
         self._incoming_mark = self._channel("start_incoming").events.mark()
         try:
             self.qmp("migrate-incoming", uri=uri)
@@ -302,7 +362,9 @@ class VM:
                 protocol: str = "tcp", timeout: float = 300.0, *,
                 target: Optional[str] = None, fd: Optional[int] = None,
                 wait: bool = True, destroy_source: bool = False,
-                postcopy_after: Optional[float] = None) -> MigrationStats:
+                postcopy_after: Optional[float] = None,
+                postcopy_after_passes: Optional[int] = None,
+                on_pre_switchover: Optional[PreSwitchoverHook] = None) -> MigrationStats:
         """Migrate this (source) VM; block until done unless `wait=False`.
 
         `dest_host` may be a host id, translated by `address_of` (used as
@@ -311,7 +373,12 @@ class VM:
         path; exec -> `target` command, default socat to host:port; fd ->
         `fd` (passed here) or getfd name `target`.  With `postcopy_after`
         (seconds; capability postcopy-ram on both sides) the migration is
-        switched to postcopy once it has been active that long.
+        switched to postcopy once it has been active that long; with
+        `postcopy_after_passes` (default: from apply_migration_settings) after
+        that many complete dirty-sync passes.  With pause-before-switchover
+        on, `on_pre_switchover(stats)` runs while the source is paused before
+        the switchover, then the migration continues.  The final statistics
+        carry ~5 samples/s of progress and the downtime-limit in force.
 
         Returns the final statistics; raises MigrationError (MigrationFailed /
         MigrationTimeout) with status, error-desc and stats on failure.
@@ -329,7 +396,14 @@ class VM:
                 target = "migfd-out"
                 self.pass_fd(fd, target)
             uri = outgoing_uri(protocol, host, port, target)
-            waiter = MigrationWaiter(self, postcopy_after=postcopy_after)
+            self._select_tls(incoming=False)
+            waiter = self._waiter = MigrationWaiter(
+                self, postcopy_after=postcopy_after,
+                postcopy_after_passes=(self.postcopy_after_passes
+                                       if postcopy_after_passes is None
+                                       else postcopy_after_passes),
+                on_pre_switchover=on_pre_switchover)
+            waiter.read_downtime_limit()
             self.log.info("migrating to %s", uri)
             self.qmp("migrate", uri=uri)
         except (QMPError, VMError) as err:
@@ -350,7 +424,7 @@ class VM:
                            waiter: Optional[MigrationWaiter] = None) -> MigrationStats:
         """Wait (source side) for a started migration to finish."""
         self._require_state("wait_for_migration", VMState.MIGRATING)
-        waiter = waiter or MigrationWaiter(self, mark=0)
+        waiter = waiter or self._waiter or MigrationWaiter(self, mark=0)
         try:
             stats = waiter.wait_source(timeout)
         except MigrationError:
@@ -367,14 +441,53 @@ class VM:
         self._require_state("start_postcopy", VMState.MIGRATING)
         self.qmp("migrate-start-postcopy")
 
-    def cancel_migration(self) -> None:
+    def continue_migration(self) -> None:
+        """migrate-continue from status pre-switchover (when not using the
+        `on_pre_switchover` hook of a waiting migrate())."""
+        self._require_state("continue_migration", VMState.MIGRATING)
+        self.qmp("migrate-continue", state="pre-switchover")
+
+    def cancel_migration(self, wait: bool = True, timeout: float = 30.0) -> MigrationStats:
+        """migrate_cancel; with `wait`, until QEMU reports a final status.
+
+        The source keeps running the guest (state RUNNING) when the cancel
+        took; if the migration completed first the state is MIGRATED.
+        """
+        self._require_state("cancel_migration", VMState.MIGRATING)
         self.qmp("migrate_cancel")
+        if not wait:
+            return self.migration_stats()
+        deadline = time.monotonic() + timeout
+        while True:
+            stats = self.migration_stats()
+            if stats.finished:
+                break
+            if time.monotonic() >= deadline:
+                raise MigrationFailed(self.name, f"migrate_cancel: still {stats.status} "
+                                      f"after {timeout:.0f}s", stats.status,
+                                      stats.error_desc, stats.as_dict(), self.log_tail())
+            time.sleep(0.05)
+        self._set_state(VMState.MIGRATED if stats.succeeded else VMState.RUNNING)
+        self.log.info("migration %s after migrate_cancel", stats.status)
+        return stats
+
+    def migrate_offline(self, dest_host: str, remote_port: Union[int, Mapping[str, int]],
+                        protocol: str = "tcp", timeout: float = 300.0,
+                        **kwargs: Any) -> MigrationStats:
+        """Stop the guest, then migrate (see migrate()).  The destination
+        keeps it paused: wait there with expect_running=False, then `cont`."""
+        self._require_state("migrate_offline", VMState.RUNNING)
+        self.pause()
+        return self.migrate(dest_host, remote_port, protocol, timeout, **kwargs)
 
     def wait_for_migration_incoming(self, timeout: float = 300.0,
-                                    check: bool = True) -> str:
+                                    check: bool = True,
+                                    expect_running: bool = True) -> str:
         """Wait (destination side) until the incoming migration ends.
 
-        Returns "completed" once the guest runs here.  On failure raises
+        Returns "completed" once the guest runs here (or, with
+        `expect_running=False`, as soon as the stream is loaded: an offline
+        migration leaves the guest paused).  On failure raises
         MigrationFailed with the QEMU log tail, or returns "failed" if
         `check` is False.
         """
@@ -382,7 +495,7 @@ class VM:
             return "completed"
         self._require_state("wait_for_migration_incoming", VMState.INCOMING)
         status = MigrationWaiter(self, mark=self._incoming_mark).wait_incoming(
-            timeout, check)
+            timeout, check, expect_running)
         if status == "completed":
             self._set_state(VMState.RUNNING)
             self.log.info("incoming migration completed, guest running")
@@ -461,6 +574,10 @@ class VM:
                 qmp.close()
             self._qmp = None
             self._process = None
+            self._waiter = None
+            heartbeat, self._heartbeat = self._heartbeat, None
+            if heartbeat is not None:
+                heartbeat.stop()
             if self._run_dir is not None:
                 shutil.rmtree(self._run_dir, ignore_errors=True)
                 self._run_dir = None

@@ -195,6 +195,7 @@ class CfgTestRunner:
                     remote.get_tree(remote_results, localdir)
                 except (OSError, RemoteError) as err:
                     log.warning("%s: could not copy results back: %s", host, err)
+                _kill_leftovers(remote, host, workdir)
                 remote.run(f"rm -rf {shlex.quote(workdir)}", timeout=60, check=False)
         final = _final_status(localdir / "status.log", lines)
         outcome.status_lines = (localdir / "status.log").read_text().splitlines() \
@@ -205,6 +206,20 @@ class CfgTestRunner:
                               f"output:\n{result.stdout[-1500:]}")
         else:
             outcome.status, outcome.reason = final
+
+
+def _kill_leftovers(remote: RemoteHost, host: str, workdir: str) -> None:
+    """Safety net: kill what the job left on the host (a client killed with
+    SIGKILL cannot stop its QEMUs).  Every process of the job names the
+    workdir on its command line; the bracket keeps this shell from matching."""
+    pattern = shlex.quote("[" + workdir[0] + "]" + workdir[1:] + "/")
+    result = remote.run(f"pgrep -f {pattern}; pkill -KILL -f {pattern}; true",
+                        timeout=30, check=False)
+    pids = result.stdout.split()
+    if pids:
+        log.warning("%s: killed %d process(es) the client job left behind: %s",
+                    host, len(pids), " ".join(pids))
+        say(f"[{host}] killed {len(pids)} process(es) the client job left behind")
 
 
 def _ship_scenarios(remote: RemoteHost, params: Params, workdir: str) -> None:

@@ -69,6 +69,7 @@ class Preflight:
             self.checks.append(Check(host, name, ok, detail))
 
     def run(self) -> list[Check]:
+        self._params()
         try:
             threads = [threading.Thread(target=self._host_checks, args=(h,), daemon=True)
                        for h in self.targets]
@@ -87,6 +88,19 @@ class Preflight:
     @property
     def failures(self) -> list[Check]:
         return [c for c in self.checks if not c.ok]
+
+    def _params(self) -> None:
+        """Every VM's params make a valid QEMU configuration (no host needed)."""
+        from multihost_migration.params import Params
+        from multihost_migration.qemu.config import VMConfig
+        params = Params(self.params)
+        for vm in params.objects("vms"):
+            try:
+                VMConfig.from_params(vm, params.object_params(vm))
+            except MigrationTestError as err:
+                self.add("controller", "params", False, str(err))
+                return
+        self.add("controller", "params", True, f"vms {params.objects('vms')} configured")
 
     def _run(self, host: str, command: str, timeout: float = 30.0) -> tuple[int, str]:
         result = self._remotes[host].run(command, timeout=timeout, check=False)
@@ -144,8 +158,11 @@ class Preflight:
             self.add(host, "memory", False, f"cannot read /proc/meminfo: {out}")
             return
         vms = str(self.params.get("vms", "vm1")).split()
-        need = sum(int(str(self.params.get(f"mem_{vm}", self.params.get("mem", 256))))
-                   for vm in vms) * 2  # the incoming copy may overlap the running guest
+        try:
+            need = sum(int(str(self.params.get(f"mem_{vm}", self.params.get("mem", 256))))
+                       for vm in vms) * 2  # the incoming copy may overlap the running guest
+        except ValueError:
+            return  # reported by the params check
         have = int(out) // 1024
         self.add(host, "memory", have >= need, f"{have} MiB available, guests need {need} MiB")
 

@@ -15,7 +15,7 @@ from typing import Iterator
 import pytest
 
 from multihost_migration.lab import netns
-from multihost_migration.lab.lab import qemu_pids
+from multihost_migration.lab.lab import lab_qemu_pids as qemu_pids
 from multihost_migration.lab.demo import ROOT, autotest_remote_argv
 from multihost_migration.lab.inventory import Inventory
 from multihost_migration.status import parse

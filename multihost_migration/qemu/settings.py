@@ -1,0 +1,166 @@
+"""Migration capabilities and parameters: parsed from params, set, read back.
+
+Params (per migration, on both hosts):
+
+    migration_capabilities = xbzrle auto-converge multifd   # turned on
+    migrate_parameter_downtime-limit = 300                  # any QMP parameter;
+    migrate_parameter_max_bandwidth = 32M                   # '_' means '-'; K/M/G
+    postcopy_after_passes = 1     # switch to postcopy after N dirty-sync passes
+
+A parameter's value is converted to the type QEMU reports for it in
+query-migrate-parameters (int, bool, str).  Everything set is read back;
+a value QEMU did not take raises MigrationSettingsError.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Mapping, Optional
+
+from ..errors import ConfigError, MigrationSettingsError, QMPCommandError
+
+if TYPE_CHECKING:
+    from .vm import VM
+
+PARAM_PREFIX = "migrate_parameter_"
+_SUFFIXES = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+_TRUE = ("yes", "on", "true", "1")
+_FALSE = ("no", "off", "false", "0")
+
+
+@dataclass(frozen=True)
+class MigrationSettings:
+    """What to set before a migration (typed, parsed once from params)."""
+
+    capabilities: tuple[str, ...] = ()
+    parameters: tuple[tuple[str, str], ...] = ()
+    postcopy_after_passes: Optional[int] = None
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> "MigrationSettings":
+        caps = tuple(dict.fromkeys(str(params.get("migration_capabilities") or "").split()))
+        parameters = tuple(sorted(
+            (key[len(PARAM_PREFIX):].replace("_", "-"), str(value).strip())
+            for key, value in params.items()
+            if key.startswith(PARAM_PREFIX) and value is not None and str(value) != ""))
+        passes = str(params.get("postcopy_after_passes") or "").strip()
+        after: Optional[int] = None
+        if passes:
+            try:
+                after = int(passes)
+            except ValueError:
+                raise ConfigError(f"postcopy_after_passes={passes!r} is not an "
+                                  f"integer") from None
+            if after < 0:
+                raise ConfigError(f"postcopy_after_passes={passes!r} must be >= 0")
+            if "postcopy-ram" not in caps:
+                raise ConfigError("postcopy_after_passes needs postcopy-ram in "
+                                  "migration_capabilities")
+        return cls(caps, parameters, after)
+
+    @property
+    def empty(self) -> bool:
+        return not self.capabilities and not self.parameters
+
+
+@dataclass(frozen=True)
+class AppliedSettings:
+    """What QEMU reported after the settings were applied (full tables)."""
+
+    capabilities: dict[str, bool] = field(default_factory=dict)
+    parameters: dict[str, Any] = field(default_factory=dict)
+    postcopy_after_passes: Optional[int] = None
+
+
+def convert(name: str, text: str, current: Any) -> Any:
+    """`text` as the type of `current` (QEMU's present value of `name`)."""
+    if isinstance(current, bool):
+        lowered = text.lower()
+        if lowered in _TRUE or lowered in _FALSE:
+            return lowered in _TRUE
+        raise ConfigError(f"migrate parameter {name}={text!r}: expected yes or no")
+    if isinstance(current, int) or (current is None and _is_number(text)):
+        return _int_with_suffix(name, text)
+    return text
+
+
+def _is_number(text: str) -> bool:
+    try:
+        _int_with_suffix("", text)
+    except ConfigError:
+        return False
+    return True
+
+
+def _int_with_suffix(name: str, text: str) -> int:
+    body, scale = text, 1
+    if text and text[-1].lower() in _SUFFIXES:
+        body, scale = text[:-1], _SUFFIXES[text[-1].lower()]
+    try:
+        return int(body) * scale
+    except ValueError:
+        raise ConfigError(f"migrate parameter {name}={text!r}: expected an "
+                          f"integer (K/M/G suffix allowed)") from None
+
+
+def query_capabilities(vm: "VM") -> dict[str, bool]:
+    return {str(item["capability"]): bool(item["state"])
+            for item in vm.qmp("query-migrate-capabilities")}
+
+
+def query_parameters(vm: "VM") -> dict[str, Any]:
+    return dict(vm.qmp("query-migrate-parameters"))
+
+
+def set_capabilities(vm: "VM", wanted: Mapping[str, bool]) -> dict[str, bool]:
+    """Set capabilities, read them back; MigrationSettingsError on a mismatch."""
+    if not wanted:
+        return query_capabilities(vm)
+    caps = [{"capability": name, "state": bool(state)} for name, state in wanted.items()]
+    try:
+        vm.qmp("migrate-set-capabilities", capabilities=caps)
+    except QMPCommandError as err:
+        names = " ".join(name for name, state in wanted.items() if state)
+        raise MigrationSettingsError(vm.name, "capabilities", names, True,
+                                     qemu_error=err.desc) from err
+    actual = query_capabilities(vm)
+    for name, state in wanted.items():
+        if actual.get(name) != bool(state):
+            raise MigrationSettingsError(vm.name, "capability", name, bool(state),
+                                         actual.get(name))
+    return actual
+
+
+def set_parameters(vm: "VM", wanted: Mapping[str, str]) -> dict[str, Any]:
+    """Set parameters (string values converted), read back; raise on a mismatch."""
+    current = query_parameters(vm)
+    if not wanted:
+        return current
+    typed = {name: convert(name, str(text), current.get(name))
+             for name, text in wanted.items()}
+    return set_typed_parameters(vm, typed)
+
+
+def set_typed_parameters(vm: "VM", typed: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        vm.qmp("migrate-set-parameters", dict(typed))
+    except QMPCommandError as err:
+        name = " ".join(typed)
+        raise MigrationSettingsError(vm.name, "parameters", name,
+                                     dict(typed), qemu_error=err.desc) from err
+    actual = query_parameters(vm)
+    for name, value in typed.items():
+        if actual.get(name) != value:
+            raise MigrationSettingsError(vm.name, "parameter", name, value,
+                                         actual.get(name))
+    return actual
+
+
+def apply(vm: "VM", settings: MigrationSettings) -> AppliedSettings:
+    """Capabilities first (multifd must be on before multifd-channels matters)."""
+    caps = set_capabilities(vm, {name: True for name in settings.capabilities})
+    params = set_parameters(vm, dict(settings.parameters))
+    vm.log.info("migration settings: capabilities %s, parameters %s",
+                " ".join(settings.capabilities) or "-",
+                " ".join(f"{k}={params.get(k)}" for k, _ in settings.parameters) or "-")
+    return AppliedSettings(caps, params, settings.postcopy_after_passes)
