@@ -37,6 +37,9 @@ from multihost_migration import storage
 from multihost_migration.sync import SyncData, SyncServer
 
 log = logging.getLogger(__name__)
+# Phases for the controller's live display; the client job forwards them.
+progress = logging.getLogger("multihost_migration.progress")
+PROGRESS_INTERVAL = 0.5
 
 Work = Callable[["MigrationData"], None]
 
@@ -48,6 +51,37 @@ def _abort_quietly(session: SyncData, reason: str) -> None:
         session.abort(reason)
     except SyncError as err:
         log.warning("could not abort sync session %s: %s", session.session_id, err)
+
+
+class _MigrationProgress:
+    """Reports a running migration's RAM progress every PROGRESS_INTERVAL s."""
+
+    def __init__(self, vm: VM) -> None:
+        self.vm = vm
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name=f"progress-{vm.name}")
+
+    def __enter__(self) -> "_MigrationProgress":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(PROGRESS_INTERVAL):
+            try:
+                info = self.vm.query_migrate()
+            except Exception:  # progress is best effort; the migration reports errors
+                return
+            ram = info.get("ram") or {}
+            total = ram.get("total") or 0
+            if info.get("status") in ("active", "postcopy-active") and total:
+                done = 100.0 * (total - (ram.get("remaining") or 0)) / total
+                progress.info("migrating\t%s\t%.1f\t%s", self.vm.name, done,
+                              ram.get("mbps") or "")
 
 
 class MigrationData:
@@ -169,6 +203,7 @@ class MultihostMigration:
     def _prepare_disks(self) -> None:
         """Master creates the disks; all hosts check they see the same files."""
         images = self._images()
+        progress.info("disk prep")
         if self.hostid == self.master_id:
             for image in images:
                 if image.create:
@@ -196,6 +231,7 @@ class MultihostMigration:
         for name in mig_data.vms_name:
             vm = self.env.get_vm(name)
             if vm is None or not vm.is_alive():
+                progress.info("boot\t%s", name)
                 vm = self._new_vm(name, "src", mig_data.mig_id)
                 self.env.register_vm(name, vm)  # before create: cleanup must see it
                 vm.create()
@@ -239,7 +275,8 @@ class MultihostMigration:
                 vm.set_migration_capabilities(caps)
             log.info("%s: migrating to %s port %s", vm.name, mig_data.dst,
                      mig_data.vm_ports[vm.name])
-            vm.migrate(mig_data.dst, mig_data.vm_ports, timeout=self.mig_timeout)
+            with _MigrationProgress(vm):
+                vm.migrate(mig_data.dst, mig_data.vm_ports, timeout=self.mig_timeout)
 
     def check_vms_src(self, mig_data: MigrationData) -> None:
         """Source: QEMU must have handed the guest over; then stop it."""
@@ -304,6 +341,7 @@ class MultihostMigration:
             self.before_migration(mig_data)
             if mig_data.is_dst():
                 self.destroy_stale_vms(mig_data)
+                progress.info("waiting\t%s: incoming from %s", mig_data.mig_id, mig_data.src)
             session.barrier("ready", timeout=timeout)
             if mig_data.is_src():
                 self.prepare_vms(mig_data)
@@ -324,6 +362,7 @@ class MultihostMigration:
             if mig_data.is_dst():
                 for vm in mig_data.vms:
                     vm.wait_for_migration_incoming(timeout=timeout)
+            progress.info("checking\t%s", mig_data.mig_id)
             if mig_data.is_src():
                 self.check_vms_src(mig_data)
             else:
@@ -363,6 +402,7 @@ class MultihostMigration:
 
     def cleanup(self) -> None:
         """Stop this host's VMs; the master removes the disks and the server."""
+        progress.info("cleanup")
         try:
             self.env.destroy_all(gracefully=False)
         finally:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import AbstractSet, Optional, Sequence
+from typing import AbstractSet, Container, Optional, Sequence
 
 from multihost_migration.errors import ConfigSyntaxError
 
@@ -88,7 +88,7 @@ class Filter:
     terms: tuple[Term, ...]
 
     def matches(self, ctx: Sequence[Label],
-                present: Optional[AbstractSet[str]] = None) -> bool:
+                present: Optional[Container[str]] = None) -> bool:
         """True if some alternative matches the ordered context.  `present`
         (the names and texts of the labels in ctx) enables a fast path."""
         for term in self.terms:
@@ -100,7 +100,7 @@ class Filter:
                 return True
         return False
 
-    def might_match(self, present: AbstractSet[str],
+    def might_match(self, present: Container[str],
                     below: AbstractSet[str]) -> bool:
         """False only if no extension of a context whose label names and
         texts are `present` by labels from `below` can match.  Conservative."""

@@ -53,8 +53,8 @@ def assign(values: dict[str, str], op: str, key: str, value: str) -> None:
             values[key] = substitute(value, values)
     else:
         pattern = _key_regex(key)
+        new = substitute(value, values)
         for existing in [k for k in values if pattern.fullmatch(k)]:
-            new = substitute(value, values)
             if op == "?=":
                 values[existing] = new
             elif op == "?+=":

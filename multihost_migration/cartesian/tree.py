@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import AbstractSet, Iterator, Optional, Sequence, Union
+from typing import Container, Iterator, Optional, Sequence, Union
 
 from multihost_migration.cartesian import ops
 from multihost_migration.cartesian.filters import Label
@@ -132,11 +132,11 @@ def _has_filter(item: Item) -> bool:
     return False
 
 
-def _cond_holds(cond: Cond, ctx: Sequence[Label], present: AbstractSet[str]) -> bool:
+def _cond_holds(cond: Cond, ctx: Sequence[Label], present: Container[str]) -> bool:
     return cond.filter.matches(ctx, present) != cond.negative
 
 
-def _decide(items: Sequence[Item], ctx: Sequence[Label], present: AbstractSet[str],
+def _decide(items: Sequence[Item], ctx: Sequence[Label], present: Container[str],
             below: frozenset[str], out: list[Item]) -> bool:
     """Decide filter items for this context; undecided ones go to `out`.
     False if the subtree is excluded."""
@@ -304,7 +304,7 @@ def _make_dict(walk: _Walk) -> dict[str, object]:
 
 
 def _apply(items: Sequence[Item], values: dict[str, str],
-           ctx: Sequence[Label], present: AbstractSet[str]) -> None:
+           ctx: Sequence[Label], present: Container[str]) -> None:
     for item in items:
         if isinstance(item, Assign):
             ops.assign(values, item.op, item.key, item.value)

@@ -40,6 +40,7 @@ from multihost_migration.verdicts import Interrupted, reason_of, status_of
 log = logging.getLogger("multihost_migration.client")
 
 STATUS_PREFIX = "MHM_STATUS\t"
+PROGRESS_PREFIX = "MHM_PROGRESS\t"
 SECRET_WORDS = ("secret", "password", "passwd", "ssh_pass", "token")
 BUILTIN_SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 
@@ -91,6 +92,9 @@ def _setup_logging(debugdir: Path) -> None:
         handler.setLevel(level)
         handler.setFormatter(fmt)
         root.addHandler(handler)
+    phases = logging.StreamHandler(sys.stdout)   # to the controller's live display
+    phases.setFormatter(logging.Formatter(PROGRESS_PREFIX + "%(message)s"))
+    logging.getLogger("multihost_migration.progress").addHandler(phases)
     console = logging.StreamHandler(sys.stderr)
     console.setLevel(logging.INFO)
     console.setFormatter(logging.Formatter("%(asctime)s %(levelname)-5s| %(message)s",

@@ -10,6 +10,12 @@ Params (per migration, on both hosts):
 A parameter's value is converted to the type QEMU reports for it in
 query-migrate-parameters (int, bool, str).  Everything set is read back;
 a value QEMU did not take raises MigrationSettingsError.
+
+Settings are declarative: QEMU keeps capabilities and parameters for the
+life of the process, also those set while it was a migration destination,
+so `apply` turns off every capability not listed (except `events`) and
+puts every parameter not given back to its value at launch (`defaults`),
+TLS parameters excepted (the VM selects those per direction).
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ if TYPE_CHECKING:
 
 PARAM_PREFIX = "migrate_parameter_"
 _SUFFIXES = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+_KEEP_CAPABILITIES = frozenset({"events"})
+_KEEP_PARAMETERS = frozenset({"tls-creds", "tls-hostname", "tls-authz"})
 _TRUE = ("yes", "on", "true", "1")
 _FALSE = ("no", "off", "false", "0")
 
@@ -156,10 +164,25 @@ def set_typed_parameters(vm: "VM", typed: Mapping[str, Any]) -> dict[str, Any]:
     return actual
 
 
-def apply(vm: "VM", settings: MigrationSettings) -> AppliedSettings:
-    """Capabilities first (multifd must be on before multifd-channels matters)."""
-    caps = set_capabilities(vm, {name: True for name in settings.capabilities})
-    params = set_parameters(vm, dict(settings.parameters))
+def apply(vm: "VM", settings: MigrationSettings,
+          defaults: Optional[Mapping[str, Any]] = None) -> AppliedSettings:
+    """Capabilities first (multifd must be on before multifd-channels matters).
+
+    Capabilities not listed are turned off; parameters not given go back to
+    `defaults` (QEMU's values at launch) when they differ from them.
+    """
+    wanted_caps = {name: False for name, state in query_capabilities(vm).items()
+                   if state and name not in _KEEP_CAPABILITIES}
+    wanted_caps.update({name: True for name in settings.capabilities})
+    caps = set_capabilities(vm, wanted_caps)
+    current = query_parameters(vm)
+    requested = dict(settings.parameters)
+    typed = {name: value for name, value in (defaults or {}).items()
+             if name not in _KEEP_PARAMETERS and name not in requested
+             and name in current and current[name] != value}
+    typed.update({name: convert(name, text, current.get(name))
+                  for name, text in requested.items()})
+    params = set_typed_parameters(vm, typed) if typed else current
     vm.log.info("migration settings: capabilities %s, parameters %s",
                 " ".join(settings.capabilities) or "-",
                 " ".join(f"{k}={params.get(k)}" for k, _ in settings.parameters) or "-")

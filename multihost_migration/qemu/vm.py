@@ -97,6 +97,7 @@ class VM:
         self._waiter: Optional[MigrationWaiter] = None
         self._heartbeat: Optional[HeartbeatRecorder] = None
         self.postcopy_after_passes: Optional[int] = None
+        self._default_parameters: dict[str, Any] = {}
         self.incoming_target: Optional[str] = None
 
     # -- properties ---------------------------------------------------------
@@ -226,6 +227,7 @@ class VM:
             qmp.connect(paths.qmp_socket, timeout, process.is_alive)
             qmp.execute("migrate-set-capabilities", {"capabilities": [
                 {"capability": "events", "state": True}]})
+            self._default_parameters = dict(qmp.execute("query-migrate-parameters") or {})
         except QMPError as err:
             if not process.wait(1.0):
                 process.kill()
@@ -296,12 +298,14 @@ class VM:
                                  ) -> mig_settings.AppliedSettings:
         """Set `migration_capabilities` and `migrate_parameter_<name>` from
         `params` and read them back (MigrationSettingsError if QEMU did not
-        take them).  Call on both sides, before start_incoming / migrate.
+        take them).  Declarative: other capabilities are turned off and other
+        parameters return to QEMU's launch values, so call it on both sides
+        before every start_incoming / migrate, also with no settings.
         `postcopy_after_passes` becomes the default of the next migrate()."""
         self._require_state("apply_migration_settings", VMState.RUNNING,
                             VMState.INCOMING)
         settings = mig_settings.MigrationSettings.from_params(params)
-        applied = mig_settings.apply(self, settings)
+        applied = mig_settings.apply(self, settings, self._default_parameters)
         self.postcopy_after_passes = settings.postcopy_after_passes
         return applied
 

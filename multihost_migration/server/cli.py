@@ -190,10 +190,8 @@ def run_job(options: JobOptions) -> int:
     _write_reports(options.resultdir)
     final = parse((options.resultdir / "status.log").read_text())[-1].status
     verdict = final.replace("END ", "")
-    print(f"\nresults: {options.resultdir}\nverdict: {verdict}")
-    for test in job.tests:
-        print(f"  {test['status']:<6} {test['name']} on {','.join(test['hosts'])}"
-              f" ({test['duration']:.1f} s){'' if test['status'] == 'GOOD' else ': ' + test['reason'][:300]}")
+    job.progress.summary(job.tests)
+    print(f"\nresults: {options.resultdir}\nverdict: {verdict}", flush=True)
     return {"GOOD": 0, "ABORT": 130}.get(verdict, 1)
 
 

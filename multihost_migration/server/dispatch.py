@@ -26,18 +26,19 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence, TextIO
+from typing import Any, Optional, Sequence
 
-from multihost_migration.client.job import STATUS_PREFIX, redact
+from multihost_migration.client.job import PROGRESS_PREFIX, STATUS_PREFIX, redact
 from multihost_migration.errors import ConfigError, MigrationTestError, RemoteError
 from multihost_migration.params import Params
 from multihost_migration.remote import RemoteHost, SshTarget
+from multihost_migration.report.progress import Progress
 from multihost_migration.status import SEVERITY, StatusLog, parse, worst
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TEST_TIMEOUT = 1800.0
-_print_lock = threading.Lock()
+
 
 
 @dataclass
@@ -47,13 +48,6 @@ class HostOutcome:
     reason: str = "client job did not report"
     status_lines: Optional[list[str]] = None
     duration: float = 0.0
-
-
-def say(text: str, stream: TextIO = sys.stdout) -> None:
-    """One console line; parallel hosts never garble each other's lines."""
-    with _print_lock:
-        stream.write(text + "\n")
-        stream.flush()
 
 
 def resolve(machine: str) -> str:
@@ -88,7 +82,8 @@ class CfgTestRunner:
 
     def __init__(self, status: StatusLog, outputdir: Path,
                  targets: dict[str, SshTarget], remote_python: str = "python3",
-                 verbose: bool = False, cancel: Optional[threading.Event] = None) -> None:
+                 verbose: bool = False, cancel: Optional[threading.Event] = None,
+                 progress: Optional[Progress] = None, group: str = "") -> None:
         self.status = status
         self.outputdir = outputdir
         self.targets = targets
@@ -96,6 +91,8 @@ class CfgTestRunner:
         self.remote_python = remote_python
         self.verbose = verbose
         self.cancel = cancel or threading.Event()
+        self.progress = progress or Progress(sys.stdout, False)
+        self.group = group
 
     def run(self, test: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
         """Run one test dict on all hosts; returns (status, reason, summary)."""
@@ -131,6 +128,8 @@ class CfgTestRunner:
             reason = "; ".join(bad) if bad else "completed successfully"
             self.status.record(verdict, name, name, reason,
                                fields={"duration": f"{time.monotonic() - start:.1f}"})
+        self.progress.message(f"{verdict:<6} {name} on {','.join(self.hosts)}"
+                              + ("" if verdict == "GOOD" else f": {reason[:500]}"))
         summary = {"name": name, "hosts": self.hosts, "status": verdict, "reason": reason,
                    "duration": round(time.monotonic() - start, 3),
                    "logdir": str(testdir), "params": redact(dict(Params(test))),
@@ -151,7 +150,20 @@ class CfgTestRunner:
             outcome.status, outcome.reason = "ERROR", f"{type(err).__name__}: {err}"
         finally:
             outcome.duration = time.monotonic() - start
-            say(f"[{host}] client job ended: {outcome.status} ({outcome.duration:.1f} s)")
+            self.progress.phase(self.group, host, f"done: {outcome.status} "
+                                                  f"({outcome.duration:.1f} s)")
+
+    def _on_progress(self, host: str, text: str) -> None:
+        """`phase<TAB>detail` or `migrating<TAB>vm<TAB>percent<TAB>mbps`."""
+        fields = text.split("\t")
+        try:
+            if fields[0] == "migrating" and len(fields) == 4:
+                mbps = float(fields[3]) if fields[3] else None
+                self.progress.migration(self.group, host, fields[1], float(fields[2]), mbps)
+                return
+        except ValueError:
+            pass
+        self.progress.phase(self.group, host, " ".join(fields))
 
     def _run_client(self, host: str, params: Params, localdir: Path, timeout: float,
                     outcome: HostOutcome) -> None:
@@ -177,11 +189,11 @@ class CfgTestRunner:
                 console.write(line + "\n")
                 console.flush()
                 if line.startswith(STATUS_PREFIX):
-                    status_line = line[len(STATUS_PREFIX):]
-                    lines.append(status_line)
-                    say(f"[{host}] {status_line.strip()}")
+                    lines.append(line[len(STATUS_PREFIX):])
+                elif line.startswith(PROGRESS_PREFIX):
+                    self._on_progress(host, line[len(PROGRESS_PREFIX):])
                 elif self.verbose:
-                    say(f"[{host}] {line}")
+                    self.progress.message(f"[{host}] {line}")
 
             cmd = (f"cd {shlex.quote(workdir)} && exec {self.remote_python} -m "
                    f"multihost_migration.client --params params.json "
@@ -219,7 +231,7 @@ def _kill_leftovers(remote: RemoteHost, host: str, workdir: str) -> None:
     if pids:
         log.warning("%s: killed %d process(es) the client job left behind: %s",
                     host, len(pids), " ".join(pids))
-        say(f"[{host}] killed {len(pids)} process(es) the client job left behind")
+        return None
 
 
 def _ship_scenarios(remote: RemoteHost, params: Params, workdir: str) -> None:

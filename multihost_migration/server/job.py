@@ -19,6 +19,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from multihost_migration.errors import ConfigError
 from multihost_migration.remote import SshTarget
+from multihost_migration.report.progress import Progress
 from multihost_migration.status import StatusLog
 from multihost_migration.verdicts import reason_of, status_of
 
@@ -59,8 +60,8 @@ class ServerJob:
         self.control = str(options.control)
         self.machines = options.machines
         self.args = options.args
-        self.status = StatusLog(self.resultdir / "status.log",
-                                echo=sys.stdout, prefix="")
+        self.status = StatusLog(self.resultdir / "status.log")
+        self.progress = Progress(sys.stdout, sys.stdout.isatty())
         self.tests: list[dict[str, Any]] = []   # filled by server tests, for results.json
         # Set on SIGINT/SIGTERM: clients get Ctrl-C, no new test starts.
         self.abort_event = threading.Event()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Sequence
 
-from multihost_migration.server.dispatch import CfgTestRunner, resolve, say, select_tests
+from multihost_migration.server.dispatch import CfgTestRunner, resolve, select_tests
 from multihost_migration.server.job import ServerTest
 from multihost_migration.server.preflight import Preflight
 
@@ -27,21 +27,25 @@ class multihost_migration(ServerTest):  # noqa: N801 - autotest names tests by m
             target = self.job.ssh_target(machine)
             targets[target.hostname] = target
         addresses = {h: resolve(t.hostname) for h, t in targets.items()}
+        progress = self.job.progress
+        for host in targets:
+            progress.phase(self.tagged_testname, host, "preflight")
         checks = Preflight(targets, tests[0], options.remote_python, addresses)
         checks.run()
         (self.outputdir / "preflight.txt").write_text(
             "\n".join(c.line() for c in checks.checks) + "\n")
         if checks.failures:
             for check in checks.failures:
-                say(f"[{check.host}] preflight: {check.line()}")
+                progress.message(f"preflight: {check.line()}")
             self.job.record("FAIL", self.tagged_testname, "preflight",
                             "preflight failed: " + "; ".join(
                                 f"{c.host} {c.name}: {c.detail}" for c in checks.failures))
             return
-        say(f"[{','.join(targets)}] preflight: {len(checks.checks)} checks passed")
+        progress.message(f"preflight on {','.join(targets)}: {len(checks.checks)} checks passed")
         runner = CfgTestRunner(self.job.status, self.outputdir, targets,
                                remote_python=options.remote_python, verbose=options.verbose,
-                               cancel=self.job.abort_event)
+                               cancel=self.job.abort_event, progress=progress,
+                               group=self.tagged_testname)
         for test in tests:
             if self.job.abort_event.is_set():
                 self.job.record("ABORT", test["shortname"], test["shortname"],

@@ -28,12 +28,16 @@ def lab_config() -> LabConfig:
 
 @pytest.fixture(scope="session")
 def lab_inventory(lab_config: LabConfig) -> Iterator[Inventory]:
-    """The lab, up for the whole session and taken down at its end."""
+    """The lab, up for the whole session; taken down at its end unless it
+    was already up before (a developer's lab stays as it was)."""
+    was_up = not lab.status_problems(lab.load_inventory(lab_config.state_dir)) \
+        if lab.inventory_path(lab_config.state_dir).exists() else False
     lab.up(lab_config)
     try:
         yield lab.load_inventory(lab_config.state_dir)
     finally:
-        lab.down(lab_config)
+        if not was_up:
+            lab.down(lab_config)
 
 
 @pytest.fixture
