@@ -155,7 +155,7 @@ def parse_filter(text: str, filename: Optional[str] = None,
                     raise ValueError(chain_text)
                 chains.append(tuple(_parse_word(w) for w in _split_chain(chain_text)))
             except ValueError as err:
-                col = column + max(source.find(alt), 0) if source else column
+                col = source.find(alt, column - 1) + 1 if source.find(alt, column - 1) >= 0 else column
                 raise ConfigSyntaxError(
                     f"bad filter word {str(err)!r} in {alt!r} (expected name, "
                     f"(variants=name), joined by '.', '..' or ','",

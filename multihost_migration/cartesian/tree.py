@@ -15,6 +15,7 @@ subtrees; assignments are applied once, at the leaf.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import Container, Iterator, Optional, Sequence, Union
 
@@ -137,7 +138,7 @@ def _cond_holds(cond: Cond, ctx: Sequence[Label], present: Container[str]) -> bo
 
 
 def _decide(items: Sequence[Item], ctx: Sequence[Label], present: Container[str],
-            below: frozenset[str], out: list[Item]) -> bool:
+            below: frozenset[str], out: list[Item], final: bool = False) -> bool:
     """Decide filter items for this context; undecided ones go to `out`.
     False if the subtree is excluded."""
     for item in items:
@@ -145,24 +146,19 @@ def _decide(items: Sequence[Item], ctx: Sequence[Label], present: Container[str]
             if item.filter.matches(ctx, present):
                 if not item.keep:
                     return False
-            elif item.filter.might_match(present, below):
+            elif not final and item.filter.might_match(present, below):
                 out.append(item)
             elif item.keep:
                 return False
         elif isinstance(item, Cond):
             matched = item.filter.matches(ctx, present)
-            if not matched and item.filter.might_match(present, below):
+            if not matched and not final and item.filter.might_match(present, below):
                 out.append(item)
             elif matched != item.negative:
                 inner = [s for s in item.body if _has_filter(s)]  # type: ignore[arg-type]
-                if not _decide(inner, ctx, present, below, out):  # type: ignore[arg-type]
+                if not _decide(inner, ctx, present, below, out, final):  # type: ignore[arg-type]
                     return False
     return True
-
-
-def _finalize(undecided: Sequence[Item]) -> bool:
-    """At a leaf nothing more can match: a pending ``only`` fails."""
-    return not any(isinstance(i, OnlyNo) and i.keep for i in undecided)
 
 
 @dataclass
@@ -231,15 +227,17 @@ def _state(node: Node, walk: _Walk,
     if found is not None:
         return found
     undecided: list[Item] = []
+    final = not node.children      # at a leaf every filter is decided
     ok = (_decide(node.filter_items, walk.labels, walk.present, node.below,
-                  undecided)
-          and _decide(pending, walk.labels, walk.present, node.below, undecided))
+                  undecided, final)
+          and _decide(pending, walk.labels, walk.present, node.below,
+                      undecided, final))
     state = tuple(undecided)
     if ok:
         if node.children:
             ok = any(_viable(child, walk, state) for child in node.children)
         else:
-            ok = _finalize(undecided)
+            assert not undecided
     walk.memo[key] = (ok, state)
     return ok, state
 
@@ -291,8 +289,9 @@ def _make_dict(walk: _Walk) -> dict[str, object]:
     short_map: dict[str, list[str]] = {}
     for n in labeled:
         assert n.label is not None
-        name_map.setdefault(n.filename, []).append(n.label.text)
-        short_map.setdefault(n.filename, []).append(n.label.name)
+        base = os.path.basename(n.filename)
+        name_map.setdefault(base, []).append(n.label.text)
+        short_map.setdefault(base, []).append(n.label.name)
     values: dict[str, str] = {}
     for node in reversed(walk.path):
         _apply(node.content, values, walk.labels, walk.present)
