@@ -36,6 +36,7 @@ from .console import ConsoleSession
 LOG = logging.getLogger(__name__)
 
 MEMDIRTY_LOG = "/tmp/mhm-memdirty.log"
+PID_FILE = "/run/mhm-memdirty.pid"
 _MEMCHECK_OK = re.compile(r"MEMCHECK OK pages=(\d+) passes=(\d+)")
 _MEMCHECK_BAD = re.compile(r"MEMCHECK BAD pages=(\d+) bad=(\d+) first_bad_page=(\d+)")
 _READY = re.compile(r"MEMDIRTY READY pages=(\d+)")
@@ -75,8 +76,14 @@ class MemoryDirtier:
         """Stop the dirtier and verify its memory.  GuestCheckError (with
         the checker's output) when a page is bad or the check fails."""
         command = f"mhm-memcheck {max(1, int(timeout))}"
+        # Reap the dirtier in the same command line: busybox ash loses the
+        # login shell when it notices that background job's exit between two
+        # commands (seen with 32+ MiB under TCG); `wait PID` is harmless when
+        # the dirtier is not this shell's child.
+        line = (f"p=$(cat {PID_FILE} 2>/dev/null); {command}; rc=$?; "
+                f"[ -n \"$p\" ] && wait $p 2>/dev/null; (exit $rc)")
         try:
-            status, output = self.session.cmd_status_output(command, timeout + 30)
+            status, output = self.session.cmd_status_output(line, timeout + 30)
         except ShellCommandError as err:
             raise GuestCheckError(f"{command} did not answer: {err}") from err
         return parse_memcheck(status, output)
@@ -140,7 +147,9 @@ class Heartbeat:
         self.session.cmd("pidof mhm-heartbeat >/dev/null")
 
     def stop(self) -> None:
-        self.session.cmd_output("killall mhm-heartbeat 2>/dev/null")
+        # kill and reap in one command line (see MemoryDirtier.check)
+        self.session.cmd_output("for p in $(pidof mhm-heartbeat); do kill $p; "
+                                "wait $p 2>/dev/null; done; true")
 
 
 # -- heartbeat logs ------------------------------------------------------------

@@ -23,19 +23,25 @@ from typing import Optional
 from multihost_migration.lab import lab
 from multihost_migration.lab.config import LabConfig
 from multihost_migration.lab.inventory import Inventory
+from multihost_migration.server.wheelhouse import build_wheelhouse, default_cache_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def autotest_remote_argv(inv: Inventory, results: Path, control: Path,
-                         control_args: list[str], hosts: Optional[list[str]] = None) -> list[str]:
-    """The command line that runs a control file from the lab's controller."""
+                         control_args: list[str], hosts: Optional[list[str]] = None,
+                         install: bool = False) -> list[str]:
+    """The command line that runs a control file from the lab's controller.
+    With `install` the suite is installed on the hosts from a wheelhouse, as
+    on real hosts; else the hosts use this checkout's python (they share its
+    filesystem)."""
     binary = shutil.which("autotest-remote", path=str(Path(sys.executable).parent)) \
         or "autotest-remote"
     machines = ",".join(hosts or [h.name for h in inv.hosts[:2]])
     return ["ip", "netns", "exec", inv.controller.netns, binary, "-m", machines,
             "-r", str(results), "--ssh-key", inv.ssh.key, "--known-hosts", inv.ssh.known_hosts,
-            "--ssh-user", inv.ssh.user, "--remote-python", inv.python or sys.executable,
+            "--ssh-user", inv.ssh.user,
+            *([] if install else ["--remote-python", inv.python or sys.executable]),
             str(control), f"accel={inv.accel}", *control_args]
 
 
@@ -45,10 +51,13 @@ def run_demo(results_root: Path, control_args: list[str], timeout: float = 1200.
     subprocess.run([sys.executable, "-m", "multihost_migration.lab.cli", "lab", "up"],
                    check=True, timeout=600)
     inv = lab.load_inventory(cfg.state_dir)
+    # The wheelhouse is built here, in the root namespace (pip may need the
+    # network); autotest-remote in the lab's controller finds it cached.
+    build_wheelhouse(default_cache_dir())
     t_lab = time.monotonic() - t0
     stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H%M%S")
     results = (results_root / stamp).resolve()
-    argv = autotest_remote_argv(inv, results, ROOT / "control.srv", control_args)
+    argv = autotest_remote_argv(inv, results, ROOT / "control.srv", control_args, install=True)
     print("running:", " ".join(argv), flush=True)
     t1 = time.monotonic()
     proc = subprocess.run(argv, timeout=timeout)
@@ -57,7 +66,7 @@ def run_demo(results_root: Path, control_args: list[str], timeout: float = 1200.
     if latest.is_symlink() or latest.exists():
         latest.unlink()
     latest.symlink_to(stamp)
-    print(f"\nlab + guest ready: {t_lab:.1f} s; autotest-remote: {t_run:.1f} s")
+    print(f"\nlab + guest + wheelhouse ready: {t_lab:.1f} s; autotest-remote: {t_run:.1f} s")
     _print_migration_times(results)
     leftovers = lab.lab_qemu_pids()
     if leftovers:

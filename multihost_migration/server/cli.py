@@ -47,8 +47,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="known_hosts file to verify host keys (default ~/.ssh/known_hosts)")
     p.add_argument("--accept-unknown-host-keys", action="store_true",
                    help="connect to hosts whose key is not in known_hosts")
-    p.add_argument("--remote-python", default="python3",
-                   help="python interpreter on the hosts that has this suite")
+    p.add_argument("--remote-python", default=None,
+                   help="python on the hosts that has this suite; by default the suite "
+                        "is installed on each host (a versioned virtualenv from a "
+                        "wheelhouse sent over SSH: hosts need no network)")
     p.add_argument("--cfg", type=Path, default=None, help="test cfg (default "
                    "cfg/multi-host-tests.cfg)")
     p.add_argument("--verbose", action="store_true", help="show the hosts' log lines")
@@ -154,7 +156,7 @@ def verify(options: JobOptions) -> int:
         target = SshTarget.parse(machine, **options.ssh_defaults)
         targets[target.hostname] = target
     addresses = {h: resolve(t.hostname) for h, t in targets.items()}
-    checks = Preflight(targets, test, options.remote_python, addresses)
+    checks = Preflight(targets, test, options.remote_python or "python3", addresses)
     for check in checks.run():
         print(check.line())
     print("preflight: " + ("all checks passed" if not checks.failures else

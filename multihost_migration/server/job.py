@@ -34,7 +34,7 @@ class JobOptions:
     machines: list[str]
     args: list[str]
     ssh_defaults: dict[str, Any] = field(default_factory=dict)
-    remote_python: str = "python3"
+    remote_python: Optional[str] = None     # None: install the suite on the hosts
     verbose: bool = False
     extra_params: dict[str, str] = field(default_factory=dict)
     cfg: Optional[Path] = None
@@ -65,9 +65,18 @@ class ServerJob:
         self.tests: list[dict[str, Any]] = []   # filled by server tests, for results.json
         # Set on SIGINT/SIGTERM: clients get Ctrl-C, no new test starts.
         self.abort_event = threading.Event()
+        self._wheelhouse: Any = None
         self._tests_lock = threading.Lock()
 
     # -- used by server tests ---------------------------------------------------
+
+    def wheelhouse(self) -> Any:
+        """The suite and its dependencies as wheels (built once per job, cached)."""
+        from multihost_migration.server.wheelhouse import build_wheelhouse, default_cache_dir
+        with self._tests_lock:
+            if self._wheelhouse is None:
+                self._wheelhouse = build_wheelhouse(default_cache_dir())
+            return self._wheelhouse
 
     def ssh_target(self, machine: str) -> SshTarget:
         return SshTarget.parse(machine, **self.options.ssh_defaults)

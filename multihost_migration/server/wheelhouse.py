@@ -123,6 +123,12 @@ class Wheelhouse:
         return [self.wheel_dir / w.file for w in self.manifest.wheels]
 
 
+def default_cache_dir() -> Path:
+    """$XDG_CACHE_HOME/multihost_migration/wheelhouse (~/.cache/... by default)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(base) / "multihost_migration" / "wheelhouse"
+
+
 # -- keys ---------------------------------------------------------------------
 
 

@@ -6,6 +6,9 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from multihost_migration.server.dispatch import CfgTestRunner, resolve, select_tests
+from multihost_migration.errors import ConfigError
+from multihost_migration.remote import RemoteHost, SshTarget
+from multihost_migration.server.install import ensure_client
 from multihost_migration.server.job import ServerTest
 from multihost_migration.server.preflight import Preflight
 
@@ -13,6 +16,23 @@ CFG = Path(__file__).resolve().parents[2] / "cfg" / "multi-host-tests.cfg"
 
 
 class multihost_migration(ServerTest):  # noqa: N801 - autotest names tests by module
+    def _install(self, targets: dict[str, SshTarget]) -> str:
+        """The suite, at this controller's version, on every host; its python."""
+        wheelhouse = self.job.wheelhouse()
+
+        def install(host: str) -> str:
+            self.job.progress.phase(self.tagged_testname, host, "client install")
+            with RemoteHost(targets[host]) as remote:
+                return ensure_client(remote, wheelhouse)
+
+        pythons = self.job.parallel_simple(install, list(targets), return_results=True) or []
+        for host, result in zip(targets, pythons):
+            if isinstance(result, BaseException):
+                raise result
+        if len(set(pythons)) != 1:
+            raise ConfigError(f"hosts got different client paths: {pythons}")
+        return str(pythons[0])
+
     def run_once(self, machines: Sequence[str], extra_lines: Sequence[str] = (),
                  cfg: Optional[str] = None) -> None:
         options = self.job.options
@@ -28,9 +48,10 @@ class multihost_migration(ServerTest):  # noqa: N801 - autotest names tests by m
             targets[target.hostname] = target
         addresses = {h: resolve(t.hostname) for h, t in targets.items()}
         progress = self.job.progress
+        remote_python = options.remote_python or self._install(targets)
         for host in targets:
             progress.phase(self.tagged_testname, host, "preflight")
-        checks = Preflight(targets, tests[0], options.remote_python, addresses)
+        checks = Preflight(targets, tests[0], remote_python, addresses)
         checks.run()
         (self.outputdir / "preflight.txt").write_text(
             "\n".join(c.line() for c in checks.checks) + "\n")
@@ -43,7 +64,7 @@ class multihost_migration(ServerTest):  # noqa: N801 - autotest names tests by m
             return
         progress.message(f"preflight on {','.join(targets)}: {len(checks.checks)} checks passed")
         runner = CfgTestRunner(self.job.status, self.outputdir, targets,
-                               remote_python=options.remote_python, verbose=options.verbose,
+                               remote_python=remote_python, verbose=options.verbose,
                                cancel=self.job.abort_event, progress=progress,
                                group=self.tagged_testname)
         for test in tests:
