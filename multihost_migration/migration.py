@@ -25,13 +25,16 @@ from __future__ import annotations
 
 import itertools
 import logging
+import socket
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from multihost_migration.errors import ConfigError, MigrationError, SyncAborted, SyncError
 from multihost_migration.params import Params
 from multihost_migration.qemu.env import Env
+from multihost_migration.qemu.tls import make_tls_credentials
 from multihost_migration.qemu.vm import VM
 from multihost_migration import storage
 from multihost_migration.sync import SyncData, SyncServer
@@ -54,10 +57,15 @@ def _abort_quietly(session: SyncData, reason: str) -> None:
 
 
 class _MigrationProgress:
-    """Reports a running migration's RAM progress every PROGRESS_INTERVAL s."""
+    """While a migration runs: its RAM progress for the live display every
+    PROGRESS_INTERVAL s, and a watchdog that cancels it when no byte has
+    moved for `stall_timeout` s (QEMU itself would wait for TCP to give up,
+    minutes on a partitioned network)."""
 
-    def __init__(self, vm: VM) -> None:
+    def __init__(self, vm: VM, stall_timeout: float = 60.0) -> None:
         self.vm = vm
+        self.stall_timeout = stall_timeout
+        self.stalled = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True,
                                         name=f"progress-{vm.name}")
@@ -71,6 +79,7 @@ class _MigrationProgress:
         self._thread.join(5)
 
     def _run(self) -> None:
+        last, since = -1, time.monotonic()
         while not self._stop.wait(PROGRESS_INTERVAL):
             try:
                 info = self.vm.query_migrate()
@@ -78,10 +87,55 @@ class _MigrationProgress:
                 return
             ram = info.get("ram") or {}
             total = ram.get("total") or 0
-            if info.get("status") in ("active", "postcopy-active") and total:
+            if info.get("status") not in ("active", "postcopy-active", "device"):
+                continue
+            if total:
                 done = 100.0 * (total - (ram.get("remaining") or 0)) / total
                 progress.info("migrating\t%s\t%.1f\t%s", self.vm.name, done,
                               ram.get("mbps") or "")
+            moved = int(ram.get("transferred") or 0)
+            if moved != last:
+                last, since = moved, time.monotonic()
+            elif time.monotonic() - since > self.stall_timeout:
+                log.error("%s: no progress for %.0f s: cancelling the migration",
+                          self.vm.name, self.stall_timeout)
+                self.stalled = True
+                try:
+                    self.vm.cancel_migration(wait=False)
+                except Exception as err:
+                    log.error("%s: cancel failed: %s", self.vm.name, err)
+                return
+
+
+class _FdIncoming:
+    """fd transport, destination: a socket of ours accepts the source's
+    connection and QEMU reads the stream from its descriptor (getfd)."""
+
+    def __init__(self, vm: VM, listen: str, timeout: float) -> None:
+        self.vm = vm
+        self._server = socket.create_server((listen, 0))
+        self._server.settimeout(timeout)
+        self.port = int(self._server.getsockname()[1])
+        self.error: Optional[BaseException] = None
+        threading.Thread(target=self._accept, daemon=True, name=f"fd-in-{vm.name}").start()
+
+    def _accept(self) -> None:
+        try:
+            with self._server:
+                conn, _ = self._server.accept()
+            with conn:
+                self.vm.start_incoming("fd", fd=conn.fileno())
+        except BaseException as err:  # reported through the migration's status
+            log.error("%s: fd incoming: %s", self.vm.name, err)
+            self.error = err
+
+
+def _protocol(params: Params) -> str:
+    protocol = str(params.get("migration_protocol", "tcp"))
+    if protocol not in ("tcp", "exec", "fd"):
+        raise ConfigError(f"migration_protocol = {protocol!r}: between hosts use tcp, exec "
+                          "or fd (unix only reaches the same host)")
+    return protocol
 
 
 class MigrationData:
@@ -158,11 +212,16 @@ class MultihostMigration:
         self.outputdir = Path(getattr(test, "outputdir", "."))
         # Shared with the client job's test object, which reports them.
         self.migrations: list[MigrationData] = getattr(test, "migrations", [])
+        if params.get("migration_tls") not in (None, "", "no") and \
+                not params.get("migration_tls_dir"):
+            params["migration_tls_dir"] = str(
+                Path(str(params.get("images_base_dir", storage.DEFAULT_IMAGES_DIR)))
+                / f"mhm-tls-{self.job_id}")
         self.sync_server: Optional[SyncServer] = None
         if self.hostid == self.master_id:
             self.sync_server = SyncServer("0.0.0.0", self._sync_port, self._secret)
             self.sync_server.start()
-        self._main_sync = self._session("main", self.hosts)
+        self._main_sync = self._sync_session("main", self.hosts)
         if preprocess_env:
             self._prepare_disks()
 
@@ -171,7 +230,7 @@ class MultihostMigration:
     def address_of(self, hostid: str) -> str:
         return str(self.params.get(f"address_{hostid}", hostid))
 
-    def _session(self, name: str, hosts: Sequence[str]) -> SyncData:
+    def _sync_session(self, name: str, hosts: Sequence[str]) -> SyncData:
         return SyncData(self.address_of(self.master_id), self.hostid, list(hosts),
                         session_id=f"{self.job_id}:{name}", port=self._sync_port,
                         secret=self._secret)
@@ -208,6 +267,7 @@ class MultihostMigration:
             for image in images:
                 if image.create:
                     storage.create_image(image)
+            self._make_tls_credentials()
         self._main_sync.barrier("disks-created", timeout=self.sync_timeout)
         seen = {}
         for image in images:
@@ -218,6 +278,16 @@ class MultihostMigration:
             if view != seen:
                 raise MigrationError(f"shared storage is not coherent: {self.hostid} sees "
                                      f"{seen}, {host} sees {view}")
+
+    def _make_tls_credentials(self) -> None:
+        """Master: certificates (or a PSK) for this job, on shared storage,
+        naming every host by id and address."""
+        kind = str(self.params.get("migration_tls") or "")
+        if kind in ("", "no"):
+            return
+        names = set(self.hosts) | {self.address_of(h) for h in self.hosts}
+        make_tls_credentials(str(self.params["migration_tls_dir"]), kind, sorted(names))
+        log.info("TLS (%s) credentials in %s", kind, self.params["migration_tls_dir"])
 
     # -- VMs ------------------------------------------------------------------
 
@@ -255,28 +325,47 @@ class MultihostMigration:
     def migrate_vms_dest(self, mig_data: MigrationData) -> dict[str, int]:
         """Destination: start the VMs waiting for the stream; return their ports."""
         mig_data.vms = []
-        caps = self._capabilities(mig_data.params)
+        protocol = _protocol(mig_data.params)
+        listen = str(mig_data.params.get("migration_listen", "0.0.0.0"))
         for name in mig_data.vms_name:
             vm = self._new_vm(name, "dst", mig_data.mig_id)
             self.env.register_vm(name, vm)
             vm.create(incoming=True)
-            if caps:
-                vm.set_migration_capabilities(caps)
+            vm.apply_migration_settings(mig_data.params)
             mig_data.vms.append(vm)
-            mig_data.vm_ports[name] = vm.start_incoming(
-                "tcp", str(mig_data.params.get("migration_listen", "0.0.0.0")), 0)
+            if protocol == "fd":
+                mig_data.vm_ports[name] = _FdIncoming(vm, listen, self.mig_timeout).port
+            else:
+                mig_data.vm_ports[name] = vm.start_incoming(protocol, listen, 0)
         return mig_data.vm_ports
 
     def migrate_vms_src(self, mig_data: MigrationData) -> None:
         """Source: migrate every VM of the migration, one after another."""
-        caps = self._capabilities(mig_data.params)
+        protocol = _protocol(mig_data.params)
         for vm in mig_data.vms:
-            if caps:
-                vm.set_migration_capabilities(caps)
-            log.info("%s: migrating to %s port %s", vm.name, mig_data.dst,
-                     mig_data.vm_ports[vm.name])
-            with _MigrationProgress(vm):
-                vm.migrate(mig_data.dst, mig_data.vm_ports, timeout=self.mig_timeout)
+            vm.apply_migration_settings(mig_data.params)
+            port = mig_data.vm_ports[vm.name]
+            log.info("%s: migrating to %s port %s over %s", vm.name, mig_data.dst, port, protocol)
+            with _MigrationProgress(vm, mig_data.params.get_float("mig_stall_timeout", 60.0)) \
+                    as watch:
+                try:
+                    if protocol == "fd":
+                        # The stream rides on a socket this process opened:
+                        # QEMU gets its descriptor (getfd), we keep no copy.
+                        with socket.create_connection((self.address_of(mig_data.dst), port),
+                                                      timeout=30) as sock:
+                            vm.migrate(mig_data.dst, port, "fd", timeout=self.mig_timeout,
+                                       fd=sock.fileno())
+                    else:
+                        vm.migrate(mig_data.dst, mig_data.vm_ports, protocol,
+                                   timeout=self.mig_timeout)
+                except MigrationError as err:
+                    if watch.stalled:
+                        raise MigrationError(
+                            f"{vm.name}: migration to {mig_data.dst} made no progress for "
+                            f"{watch.stall_timeout:.0f} s (network partition?) and was "
+                            f"cancelled: {err}") from err
+                    raise
 
     def check_vms_src(self, mig_data: MigrationData) -> None:
         """Source: QEMU must have handed the guest over; then stop it."""
@@ -298,10 +387,6 @@ class MultihostMigration:
             if status != "running":
                 raise MigrationError(f"{vm.name}: destination guest is {status!r} after "
                                      f"migration, expected 'running'\n{vm.log_tail()}")
-
-    @staticmethod
-    def _capabilities(params: Params) -> dict[str, bool]:
-        return {cap: True for cap in params.objects("migration_capabilities")}
 
     # -- migrations -----------------------------------------------------------
 
@@ -335,7 +420,7 @@ class MultihostMigration:
         if not (mig_data.is_src() or mig_data.is_dst()):
             log.info("%s: this host takes no part", mig_data.mig_id)
             return
-        session = self._session(mig_data.mig_id, [mig_data.src, mig_data.dst])
+        session = self._sync_session(mig_data.mig_id, [mig_data.src, mig_data.dst])
         timeout = self.sync_timeout
         try:
             self.before_migration(mig_data)
@@ -350,7 +435,8 @@ class MultihostMigration:
                 ports = session.sync(None, timeout=self.login_timeout + timeout, tag="ports")
                 mig_data.vm_ports = {k: int(v) for k, v in ports[mig_data.dst].items()}
                 self.migrate_vms_src(mig_data)
-                mig_data.stats = {vm.name: vm.migration_stats().as_dict() for vm in mig_data.vms}
+                mig_data.stats = {vm.name: (vm.last_migration or vm.migration_stats()).as_dict()
+                                  for vm in mig_data.vms}
             else:
                 ports = self.migrate_vms_dest(mig_data)
                 session.sync(ports, timeout=self.login_timeout + timeout, tag="ports")

@@ -79,7 +79,7 @@ class MigrationStats:
     postcopy_requests: Optional[int] = None
     cpu_throttle_percentage: Optional[int] = None
     error_desc: Optional[str] = None
-    xbzrle_cache_hits: Optional[int] = None
+    xbzrle_pages: Optional[int] = None     # pages sent xbzrle-encoded
     samples: tuple[MigrationSample, ...] = ()
     downtime_limit_ms: Optional[int] = None
     guest_downtime_ms: Optional[float] = None
@@ -106,7 +106,7 @@ class MigrationStats:
             cpu_throttle_percentage=_opt_int(reply.get("cpu-throttle-percentage")),
             error_desc=(str(reply["error-desc"]) if reply.get("error-desc") is not None
                         else None),
-            xbzrle_cache_hits=_opt_int(xbzrle.get("cache-hit")),
+            xbzrle_pages=_opt_int(xbzrle.get("pages")),
         )
 
     @property

@@ -98,11 +98,19 @@ class Chain:
         return dst, stats
 
     def record(self, name: str, src: VM, dst: VM, stats: MigrationStats) -> None:
-        time.sleep(0.3)  # let the destination's first heartbeats arrive
-        guest_ms = guest_downtime_ms(src.heartbeat_log_path, dst.heartbeat_log_path)
+        deadline = time.monotonic() + 5.0  # the destination's first heartbeats
+        while len(read_heartbeat_log(dst.heartbeat_log_path)) < 3 \
+                and time.monotonic() < deadline:
+            time.sleep(0.1)
+        guest_ms: Optional[float] = None
+        try:
+            guest_ms = round(guest_downtime_ms(src.heartbeat_log_path,
+                                               dst.heartbeat_log_path), 1)
+        except GuestCheckError as err:
+            print(f"\n{name}: guest downtime not measured: {err}")
         self.figures[name] = {"total_ms": stats.total_time_ms,
                               "downtime_ms": stats.downtime_ms,
-                              "guest_downtime_ms": round(guest_ms, 1),
+                              "guest_downtime_ms": guest_ms,
                               "mbps": stats.throughput_mbps,
                               "samples": len(stats.samples), "passes": stats.passes}
         print(f"\n{name}: {self.figures[name]}")
@@ -174,6 +182,7 @@ def test_plain_tcp_baseline_with_samples_and_guest_downtime(chain: Chain) -> Non
     assert stats.passes is not None and stats.passes >= 1
     assert src.state is VMState.DESTROYED
     assert read_heartbeat_log(dst.heartbeat_log_path), "no heartbeat on the destination"
+    assert chain.figures["tcp"]["guest_downtime_ms"] is not None
     assert chain.figures["tcp"]["guest_downtime_ms"] > 0
 
 
@@ -270,11 +279,11 @@ def test_offline_migration_keeps_guest_paused(chain: Chain) -> None:
     assert stats.succeeded
     assert dst.wait_for_migration_incoming(60, expect_running=False) == "completed"
     assert dst.query_status() == "paused"
-    chain.record("offline", src, dst, stats)  # hearbeat gap spans the stop
-    src.destroy()
-    chain.vm = dst
     dst.resume()
     assert dst.query_status() == "running"
+    chain.record("offline", src, dst, stats)  # the heartbeat gap spans the stop
+    src.destroy()
+    chain.vm = dst
     assert dst.wait_for_login(60).cmd("echo alive").strip() == "alive"
 
 
@@ -321,7 +330,7 @@ def test_xbzrle_with_dirtying_guest(chain: Chain) -> None:
                        dict(FAST, migration_capabilities="xbzrle",
                             **{"migrate_parameter_xbzrle-cache-size": "128M"}))
     assert stats.succeeded and (stats.passes or 0) >= 2
-    assert stats.xbzrle_cache_hits, stats
+    assert stats.xbzrle_pages, stats
 
 
 def test_auto_converge_with_dirtying_guest(chain: Chain) -> None:
@@ -402,7 +411,7 @@ def test_tls_psk_postcopy_with_dirtying_guest(chain: Chain, tls_root: Path) -> N
 
 @pytest.mark.slow
 def test_repeated_ping_pong_keeps_memory(chain: Chain) -> None:
-    chain.source()
+    chain.source(migration_tls="no")  # plain tcp, whatever ran before
     MemoryDirtier(chain.session()).start(64)
     for index in range(4):
         chain.hop(f"ping-pong-{index}", FAST)
