@@ -340,32 +340,51 @@ class MultihostMigration:
         return mig_data.vm_ports
 
     def migrate_vms_src(self, mig_data: MigrationData) -> None:
-        """Source: migrate every VM of the migration, one after another."""
+        """Source: migrate the VMs of the migration, all at once (each in its
+        own thread) unless `migrate_parallel = no`; the first error wins."""
+        vms = mig_data.vms
+        if len(vms) == 1 or not mig_data.params.get_bool("migrate_parallel", True):
+            for vm in vms:
+                self._migrate_one(vm, mig_data)
+            return
+        threads = [MigrationThread(lambda vm=vm: self._migrate_one(vm, mig_data),  # type: ignore[misc]
+                                   name=f"{mig_data.mig_id}-{vm.name}") for vm in vms]
+        for thread in threads:
+            thread.start()
+        errors = []
+        for thread in threads:
+            try:
+                thread.join()
+            except BaseException as err:  # noqa: B036 - all joined, first re-raised
+                errors.append(err)
+        if errors:
+            raise errors[0]
+
+    def _migrate_one(self, vm: VM, mig_data: MigrationData) -> None:
         protocol = _protocol(mig_data.params)
-        for vm in mig_data.vms:
-            vm.apply_migration_settings(mig_data.params)
-            port = mig_data.vm_ports[vm.name]
-            log.info("%s: migrating to %s port %s over %s", vm.name, mig_data.dst, port, protocol)
-            with _MigrationProgress(vm, mig_data.params.get_float("mig_stall_timeout", 60.0)) \
-                    as watch:
-                try:
-                    if protocol == "fd":
-                        # The stream rides on a socket this process opened:
-                        # QEMU gets its descriptor (getfd), we keep no copy.
-                        with socket.create_connection((self.address_of(mig_data.dst), port),
-                                                      timeout=30) as sock:
-                            vm.migrate(mig_data.dst, port, "fd", timeout=self.mig_timeout,
-                                       fd=sock.fileno())
-                    else:
-                        vm.migrate(mig_data.dst, mig_data.vm_ports, protocol,
-                                   timeout=self.mig_timeout)
-                except MigrationError as err:
-                    if watch.stalled:
-                        raise MigrationError(
-                            f"{vm.name}: migration to {mig_data.dst} made no progress for "
-                            f"{watch.stall_timeout:.0f} s (network partition?) and was "
-                            f"cancelled: {err}") from err
-                    raise
+        vm.apply_migration_settings(mig_data.params)
+        port = mig_data.vm_ports[vm.name]
+        log.info("%s: migrating to %s port %s over %s", vm.name, mig_data.dst, port, protocol)
+        with _MigrationProgress(vm, mig_data.params.get_float("mig_stall_timeout", 60.0)) \
+                as watch:
+            try:
+                if protocol == "fd":
+                    # The stream rides on a socket this process opened: QEMU
+                    # gets its descriptor (getfd), ours closes afterwards.
+                    with socket.create_connection((self.address_of(mig_data.dst), port),
+                                                  timeout=30) as sock:
+                        vm.migrate(mig_data.dst, port, "fd", timeout=self.mig_timeout,
+                                   fd=sock.fileno())
+                else:
+                    vm.migrate(mig_data.dst, mig_data.vm_ports, protocol,
+                               timeout=self.mig_timeout)
+            except MigrationError as err:
+                if watch.stalled:
+                    raise MigrationError(
+                        f"{vm.name}: migration to {mig_data.dst} made no progress for "
+                        f"{watch.stall_timeout:.0f} s (network partition?) and was "
+                        f"cancelled: {err}") from err
+                raise
 
     def check_vms_src(self, mig_data: MigrationData) -> None:
         """Source: QEMU must have handed the guest over; then stop it."""

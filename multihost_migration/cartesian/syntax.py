@@ -2,9 +2,13 @@
 
 Lines are grouped into blocks by indentation: a header line (``variants:``,
 ``- name:``, ``filter:``) owns the following lines indented deeper than it.
-Blank lines and lines starting with ``#`` or ``//`` are ignored; a ``#``
-after a header's ``:`` starts a comment, while in a value it is kept (as the
-reference parser does).  ``include`` is resolved here, relative to the
+Blank lines and lines starting with ``#`` or ``//`` are ignored; tabs
+expand to 8 columns.  There is no line continuation (a trailing ``\\`` is
+part of the value).  A ``#`` starts a comment after ``only``/``no``/
+``join``/``del``/``suffix`` and after a ``variants`` or entry header's
+``:``, while in a value it is kept and ``//`` is no comment at all (as the
+reference parser does).  A block's last ``suffix`` applies at the block's
+end, whatever its position.  ``include`` is resolved here, relative to the
 including file, so later stages see one tree whose statements remember the
 file and line they came from.
 """
@@ -23,7 +27,7 @@ STRING_FILE = "<string>"
 
 OPERATORS = ("?+=", "?<=", "?=", "+=", "<=", "~=", "=")
 _ASSIGN_RE = re.compile(r"^(.+?)\s*(\?\+=|\?<=|\?=|\+=|<=|~=|=)(.*)$")
-_KEY_RE = re.compile(r"^[^\s=]+$")
+_KEY_RE = re.compile(r"^[A-Za-z0-9_\-]+$")
 _VARIANTS_RE = re.compile(
     r"^variants(?:\s+([A-Za-z0-9_\-]+))?\s*((?:\[[^\]]*\]\s*)*):\s*(#.*)?$")
 _META_RE = re.compile(r"\[\s*([A-Za-z0-9_\-]+)\s*(?:=\s*([^\]]*?))?\s*\]")
@@ -145,11 +149,11 @@ def strip_value(value: str) -> str:
 def _read_lines(text: str) -> list[_Line]:
     lines = []
     for number, raw in enumerate(text.splitlines(), 1):
-        stripped = raw.strip()
+        raw = raw.rstrip().expandtabs()
+        stripped = raw.lstrip()
         if not stripped or stripped.startswith("#") or stripped.startswith("//"):
             continue
-        indent = len(raw) - len(raw.lstrip())
-        lines.append(_Line(indent, stripped, number, raw.rstrip()))
+        lines.append(_Line(len(raw) - len(stripped), stripped, number, raw))
     return lines
 
 
@@ -210,12 +214,16 @@ class SyntaxReader:
                 break
             src.pos += 1
             self._statement(src, line, body)
-        return tuple(body)
+        return _suffix_last(body)
 
     def _statement(self, src: _Source, line: _Line, body: list[Stmt]) -> None:
         text = line.text
         word, _, rest = text.partition(" ")
         rest = rest.strip()
+        if word in ("only", "no", "del", "join"):
+            rest = rest.split("#", 1)[0].strip()
+        elif word == "suffix":          # "suffix _x#c" is fine, "_x #c" not
+            rest = rest.split("#", 1)[0]
         if word == "include" and rest and not _starts_operator(rest):
             body.extend(self._include(src, line, rest))
         elif word in ("only", "no") and rest and not _starts_operator(rest):
@@ -226,10 +234,14 @@ class SyntaxReader:
                 raise self._error(src, line, f"bad key for del: {rest!r}")
             body.append(Delete(rest, self._loc(src, line)))
         elif word == "suffix" and rest and not _starts_operator(rest):
+            if not _KEY_RE.match(rest):
+                raise self._error(src, line, f"bad suffix: {rest!r} (letters, "
+                                  "digits, '_' and '-' only)")
             body.append(Suffix(rest, self._loc(src, line)))
         elif word == "join" and rest and not _starts_operator(rest):
-            filters = tuple(self._filter(src, line, f) for f in rest.split())
-            body.append(Join(filters, self._loc(src, line)))
+            filt = self._filter(src, line, rest)
+            factors = tuple(Filter(filt.text, (term,)) for term in filt.terms)
+            body.append(Join(factors, self._loc(src, line)))
         elif text.startswith("variants") and _VARIANTS_RE.match(text):
             body.append(self._variants(src, line))
         elif text.startswith("-"):
@@ -265,9 +277,12 @@ class SyntaxReader:
                 "to a key named " + repr(ftext.split("=")[0].strip()) + "); "
                 "use the plain variant name", line.raw.find("(") + 1)
         rest = m.group(3).strip()
+        if rest.startswith("#"):
+            raise self._error(src, line, "a comment cannot follow a filter "
+                              "block's ':' (the reference parser rejects it)")
         filt = self._filter(src, line, ftext)
         inline: tuple[Stmt, ...] = ()
-        if rest and not rest.startswith("#"):
+        if rest:
             inner: list[Stmt] = []
             self._statement(src, _Line(line.indent, rest, line.number, line.raw),
                             inner)
@@ -275,7 +290,7 @@ class SyntaxReader:
                 raise self._error(src, line, "variants cannot follow a filter "
                                   "on the same line")
             inline = tuple(inner)
-        body = inline + self._block(src, line.indent)
+        body = _suffix_last(list(inline + self._block(src, line.indent)))
         return Cond(bool(m.group(1)), filt, body, self._loc(src, line))
 
     def _variants(self, src: _Source, line: _Line) -> Variants:
@@ -319,6 +334,17 @@ class SyntaxReader:
             return self.read_text(text, path)
         finally:
             self._including.pop()
+
+
+def _suffix_last(body: list[Stmt]) -> tuple[Stmt, ...]:
+    """Move a block's last ``suffix`` to its end; earlier ones have no
+    effect (the reference applies one suffix, once all else is done)."""
+    suffixes = [s for s in body if isinstance(s, Suffix)]
+    if not suffixes:
+        return tuple(body)
+    rest: list[Stmt] = [s for s in body if not isinstance(s, Suffix)]
+    rest.extend(suffixes[-1:])
+    return tuple(rest)
 
 
 def _starts_operator(rest: str) -> bool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Container, Iterator, Optional, Sequence, Union
 
@@ -24,7 +25,7 @@ from multihost_migration.cartesian.filters import Label
 from multihost_migration.cartesian.syntax import (
     STRING_FILE, Assign, Cond, Delete, Join, Loc, OnlyNo, Stmt, Suffix,
     Variants)
-from multihost_migration.errors import ConfigSyntaxError
+from multihost_migration.errors import ConfigError, ConfigSyntaxError
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class Node:
     below: frozenset[str] = frozenset()     # label keys the subtree adds
     filter_items: tuple[Item, ...] = ()     # content items with filters
     words: frozenset[str] = frozenset()     # filter words used in the subtree
+    factors: tuple["Node", ...] = ()         # one copy per ``join`` filter
 
 
 def build(stmts: Sequence[Stmt], node: Node, defaults: bool = False,
@@ -96,21 +98,46 @@ def finish(root: Node) -> None:
             stack.append((node, True))
             stack.extend((c, False) for c in node.children if id(c) not in done)
             continue
-        keys: set[str] = set()
-        for child in node.children:
-            keys |= child.below
-            if child.label is not None:
-                keys.add(child.label.name)
-                keys.add(child.label.text)
-        node.below = frozenset(keys)
-        node.filter_items = tuple(i for i in node.content if _has_filter(i))
-        words: set[str] = set()
-        for child in node.children:
-            words |= child.words
-        for item in node.filter_items:
-            words |= item_words(item)
-        node.words = frozenset(words)
+        _finish_node(node)
+        factors = _join_factors(node)
+        for factor in factors:
+            _finish_node(factor)
+        if factors:
+            node.factors = factors
+            node.words = node.words.union(*(f.words for f in factors))
         done.add(id(node))
+
+
+def _finish_node(node: Node) -> None:
+    keys: set[str] = set()
+    for child in node.children:
+        keys |= child.below
+        if child.label is not None:
+            keys.add(child.label.name)
+            keys.add(child.label.text)
+    node.below = frozenset(keys)
+    node.filter_items = tuple(i for i in node.content if _has_filter(i))
+    words: set[str] = set()
+    for child in node.children:
+        words |= child.words
+    for item in node.filter_items:
+        words |= item_words(item)
+    node.words = frozenset(words)
+
+
+def _join_factors(node: Node) -> tuple[Node, ...]:
+    """``join f1 f2`` in a node's content: the node once per filter, its
+    content without the joins and with ``only f`` appended (how the
+    reference expands a join); their dicts are multiplied."""
+    joins = [i for i in node.content if isinstance(i, Join)]
+    if not joins:
+        return ()
+    rest: list[Item] = [i for i in node.content if not isinstance(i, Join)]
+    return tuple(
+        Node(label=node.label, at=node.at, default=node.default,
+             deps=node.deps, filename=node.filename,
+             content=rest + [OnlyNo(True, f, join.loc)], children=node.children)
+        for join in joins for f in join.filters)
 
 
 def item_words(item: Item) -> frozenset[str]:
@@ -195,11 +222,15 @@ class _Walk:
         return found
 
 
+Raw = tuple[dict[ops.Key, object], bool]     # a dict, and if it has suffixes
+
+
 def expand(root: Node) -> Iterator[dict[str, object]]:
     """Yield the dicts of the tree, in the reference parser's order."""
     walk = _Walk([], [], [])
     if _viable(root, walk, ()):
-        yield from _expand(root, walk, ())
+        for d, suffixed in _expand(root, walk, ()):
+            yield ops.flatten(d) if suffixed else d  # type: ignore[misc]
 
 
 def _project(labels: Sequence[Label], words: frozenset[str]) -> tuple[Optional[str], ...]:
@@ -243,6 +274,8 @@ def _state(node: Node, walk: _Walk,
 
 
 def _viable(node: Node, walk: _Walk, pending: tuple[Item, ...]) -> bool:
+    if node.factors:
+        return all(_viable(f, walk, pending) for f in node.factors)
     if node.label is not None:
         walk.push(node.label)
     try:
@@ -253,8 +286,12 @@ def _viable(node: Node, walk: _Walk, pending: tuple[Item, ...]) -> bool:
 
 
 def _expand(node: Node, walk: _Walk,
-            pending: tuple[Item, ...]) -> Iterator[dict[str, object]]:
+            pending: tuple[Item, ...]) -> Iterator[Raw]:
     """Walk a node known to be viable."""
+    if node.factors:
+        yield from _product([list(_expand(f, walk, pending))
+                             for f in node.factors])
+        return
     added_deps = 0
     if node.label is not None:
         for dep in node.deps:
@@ -278,7 +315,45 @@ def _expand(node: Node, walk: _Walk,
         del walk.deps[len(walk.deps) - added_deps:]
 
 
-def _make_dict(walk: _Walk) -> dict[str, object]:
+def _product(lists: Sequence[list[Raw]]) -> Iterator[Raw]:
+    """The joined dicts: each of the first list's merged with each of the
+    product of the rest (later dicts win; names merged by `merge_names`)."""
+    if len(lists) == 1:
+        yield from lists[0]
+        return
+    for d1, s1 in lists[0]:
+        for d2, s2 in _product(lists[1:]):
+            d = dict(d1)
+            d.update(d2)
+            d["name"] = merge_names(str(d1["name"]), str(d2["name"]))
+            d["shortname"] = merge_names(str(d1["shortname"]),
+                                         str(d2["shortname"]))
+            yield d, s1 or s2
+
+
+def merge_names(n1: str, n2: str) -> str:
+    """The name of two joined dicts, as the reference builds it: their
+    common prefix up to its last ``.``, then both remainders.  The prefix
+    is used as a regular expression to cut it off (so a prefix holding
+    ``(var=name)`` is not cut); names with no differing character are an
+    error there, and here."""
+    diff = next((i for i, (a, b) in enumerate(zip(n1, n2)) if a != b), None)
+    if diff is None:
+        raise ConfigError(f"join: cannot merge the names {n1!r} and {n2!r} "
+                          "(one is a prefix of the other; the reference "
+                          "parser fails on them too)")
+    prefix = ".".join(n1[:diff].split(".")[:-1])
+    if not prefix:
+        return n1 + "." + n2
+    try:
+        cut = re.compile("^" + prefix)
+    except re.error as err:
+        raise ConfigError(f"join: cannot merge the names {n1!r} and "
+                          f"{n2!r}: {err}") from err
+    return prefix + cut.sub("", n1) + cut.sub("", n2)
+
+
+def _make_dict(walk: _Walk) -> Raw:
     labeled = [n for n in walk.path if n.label is not None]
     names = [lb.text for lb in walk.labels]
     short = [n.label.name for n in labeled
@@ -292,30 +367,42 @@ def _make_dict(walk: _Walk) -> dict[str, object]:
         base = os.path.basename(n.filename)
         name_map.setdefault(base, []).append(n.label.text)
         short_map.setdefault(base, []).append(n.label.name)
-    values: dict[str, str] = {}
+    values: ops.Values = {}
+    suffixed = False
     for node in reversed(walk.path):
-        _apply(node.content, values, walk.labels, walk.present)
-    d.update(values)
+        suffixed = _apply(node.content, values, walk.labels, walk.present,
+                          suffixed)
+    raw: dict[ops.Key, object] = {}
+    raw.update(d)
+    raw.update(values)
     if labeled:
-        d["_name_map_file"] = {k: ".".join(v) for k, v in name_map.items()}
-        d["_short_name_map_file"] = {k: ".".join(v) for k, v in short_map.items()}
-    return d
+        raw["_name_map_file"] = {k: ".".join(v) for k, v in name_map.items()}
+        raw["_short_name_map_file"] = {k: ".".join(v)
+                                       for k, v in short_map.items()}
+    return raw, suffixed
 
 
-def _apply(items: Sequence[Item], values: dict[str, str],
-           ctx: Sequence[Label], present: Container[str]) -> None:
+def _apply(items: Sequence[Item], values: ops.Values, ctx: Sequence[Label],
+           present: Container[str], suffixed: bool) -> bool:
+    """Apply content items; return whether keys now carry suffixes."""
     for item in items:
         if isinstance(item, Assign):
-            ops.assign(values, item.op, item.key, item.value)
+            ops.assign(values, item.op, item.key, item.value, suffixed)
         elif isinstance(item, Cond):
             if _cond_holds(item, ctx, present):
-                _apply(item.body, values, ctx, present)  # type: ignore[arg-type]
+                suffixed = _apply(item.body, values, ctx,  # type: ignore[arg-type]
+                                  present, suffixed)
         elif isinstance(item, Delete):
-            ops.delete(values, item.key)
-        elif isinstance(item, (Suffix, Join)):
-            raise ConfigSyntaxError(f"{type(item).__name__.lower()} is not "
-                                    "supported yet", item.loc.filename,
-                                    item.loc.line, None, item.loc.text)
+            ops.delete(values, item.key, suffixed)
+        elif isinstance(item, Suffix):
+            ops.add_suffix(values, item.suffix)
+            suffixed = True
+        elif isinstance(item, Join):
+            raise ConfigSyntaxError("join inside a filter block is not "
+                                    "supported (nor by the reference parser)",
+                                    item.loc.filename, item.loc.line, None,
+                                    item.loc.text)
+    return suffixed
 
 
 def loc_of(item: Item) -> Loc:

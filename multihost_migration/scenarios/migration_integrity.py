@@ -12,8 +12,8 @@ downtime (largest heartbeat gap) is recorded; then the dirtier restarts for
 the next round.
 
 Under TCG (`accel = tcg`, `tcg_tlb_workaround = auto`) a spinning guest
-process forces task switches; see start_work for the QEMU behaviour it works
-around.
+process forces task switches; see MemoryDirtier.start for the QEMU 7.2
+behaviour it works around.
 
 If a migration fails (a fault: a peer died, the network partitioned), the
 source checks that its guest still runs and still passes the memory check,
@@ -54,18 +54,10 @@ class IntegrityMigration(MultihostMigration):
     def start_work(self, mig_data: MigrationData) -> None:
         for name in mig_data.vms_name:
             session = self._console(name)
-            if self.tlb_churn:
-                # QEMU 7.2 under TCG misses guest writes made through TLB
-                # entries that survive a dirty-bitmap sync (no CPU context
-                # switch, no CR3 reload): without this, the memory check finds
-                # 10-150 stale pages after half the migrations.  A spinning
-                # second process makes the guest switch tasks every tick,
-                # which flushes those entries.  KVM tracks dirty pages itself.
-                session.sendline("sh -c 'while :; do :; done' >/dev/null 2>&1 &")
             if self.disk_mib:
                 DiskPattern(session).write(self.disk_seed, self.disk_mib)
             if self.memdirty_mib:
-                MemoryDirtier(session).start(self.memdirty_mib)
+                MemoryDirtier(session).start(self.memdirty_mib, tcg_workaround=self.tlb_churn)
 
     def check_work(self, mig_data: MigrationData) -> None:
         for name in mig_data.vms_name:
@@ -79,7 +71,7 @@ class IntegrityMigration(MultihostMigration):
                 log.info("%s after %s on %s: disk pattern OK", name, mig_data.mig_id,
                          self.hostid)
             if self.memdirty_mib and mig_data.params.get("last_round") != "yes":
-                MemoryDirtier(session).start(self.memdirty_mib)
+                MemoryDirtier(session).start(self.memdirty_mib, tcg_workaround=self.tlb_churn)
 
     def migrate_vms_src(self, mig_data: MigrationData) -> None:
         try:

@@ -180,7 +180,7 @@ def run_job(options: JobOptions) -> int:
         try:
             exec(code, namespace(job))  # the control file is the user's own program
         except AutoservError as err:
-            job.record("FAIL" if type(err).__name__ != "JobError" else "ERROR",
+            job.record("ERROR" if type(err).__name__ == "JobError" else "FAIL",
                        None, None, str(err))
         except MigrationTestError as err:
             job.record("ERROR", None, None, str(err))

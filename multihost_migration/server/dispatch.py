@@ -167,7 +167,9 @@ class CfgTestRunner:
 
     def _run_client(self, host: str, params: Params, localdir: Path, timeout: float,
                     outcome: HostOutcome) -> None:
-        workdir = f"/tmp/mhm-{params['job_id']}"
+        # Per host: in the lab all hosts share one PID space, and the leftover
+        # sweep below must only ever match this host's processes.
+        workdir = f"/tmp/mhm-{params['job_id']}-{host}"
         remote_results = f"{workdir}/results"
         localdir.mkdir(parents=True, exist_ok=True)
         with RemoteHost(self.targets[host]) as remote:

@@ -90,6 +90,8 @@ class ServerJob:
     def record(self, status: str, subdir: Optional[str], operation: Optional[str],
                reason: str = "") -> None:
         self.status.record(status, subdir, operation, reason)
+        if status not in ("GOOD", "INFO", "START"):
+            self.progress.message(f"{status:<6} {subdir or operation or 'job'}: {reason}")
 
     def run_test(self, name: str, tag: Optional[str] = None, **dargs: Any) -> bool:
         """Run server test `name`; returns True if it passed."""
@@ -102,7 +104,7 @@ class ServerJob:
                 cls(self, outputdir, tagged).run_once(**dargs)
             except Exception as err:
                 log.debug("%s", traceback.format_exc())
-                self.status.record(status_of(err), tagged, tagged, reason_of(err))
+                self.record(status_of(err), tagged, tagged, reason_of(err))
         return group.statuses == [] or all(s == "GOOD" for s in group.statuses)
 
     def _load_test(self, name: str) -> type[ServerTest]:

@@ -95,7 +95,7 @@ def test_demo_migrates_a_real_guest_from_h1_to_h2(guest_lab: Inventory, tmp_path
 def test_wrong_image_name_is_a_fail_with_the_reason(guest_lab: Inventory, tmp_path: Path) -> None:
     start = time.monotonic()
     proc = run_autotest_remote(guest_lab, tmp_path / "r", "create_image=no",
-                               "image_name=no-such-disk")
+                               "image_name=no-such-disk", "only migrate_multi_host")
     elapsed = time.monotonic() - start
     assert proc.returncode == 1
     status = (tmp_path / "r" / "status.log").read_text()
@@ -130,7 +130,7 @@ def test_destination_qemu_killed_before_migration_is_a_fail(guest_lab: Inventory
     thread.start()
     start = time.monotonic()
     try:
-        proc = run_autotest_remote(guest_lab, tmp_path / "r")
+        proc = run_autotest_remote(guest_lab, tmp_path / "r", "only migrate_multi_host")
     finally:
         stop.set()
         thread.join(5)

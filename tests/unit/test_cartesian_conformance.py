@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from multihost_migration.cartesian import Parser
 from multihost_migration.errors import ConfigError
 
-from tests.unit.cartesian_gen import configs
+from tests.unit.cartesian_gen import configs, join_configs
 from tests.unit.cartesian_shipped import shared_cfg_dir, shipped_tree
 
 # The reference is a pinned test dependency: a missing one fails, not skips.
@@ -62,6 +62,67 @@ def test_generated_configs_match_reference_exhaustive(text: str) -> None:
     if isinstance(ref, str) and isinstance(ours, str):
         return
     assert ours == ref, text
+
+
+@settings(max_examples=40, deadline=None, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(join_configs())
+def test_generated_joins_match_reference(text: str) -> None:
+    ref, ours = _both(text)
+    if isinstance(ref, str) and isinstance(ours, str):
+        return
+    assert ours == ref, text
+
+
+@pytest.mark.slow
+@settings(max_examples=1500, deadline=None, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(join_configs())
+def test_generated_joins_match_reference_exhaustive(text: str) -> None:
+    ref, ours = _both(text)
+    if isinstance(ref, str) and isinstance(ours, str):
+        return
+    assert ours == ref, text
+
+
+_V = "variants:\n - a:\n   k = 1\n - b:\n   k = 2\n"
+_J = ("variants:\n - vm1:\n   k = 1\n   j = 3\n   suffix _vm1\n"
+      " - vm2:\n   k = 2\n   j = 3\n   suffix _vm2\n")
+LEXICAL_CASES = [
+    "k = a \\\n  b\n", "k = a\\\nj = 2\n", "k = 1 # c\nj = 2 // x\n",
+    _V + "only a # c\n", _V + "only a,b#c\n", _V + "no a #c\n",
+    _V + "only a // c\n", _V + "a: # c\n  j=2\n", _V + "a: j=2 # c\n",
+    "variants: # c\n - a: # c\n - b: a # c\n", "k=1\ndel k #c\n",
+    "k=1\ndel k // c\n", "k = 'a' # c\n", "k = \"a # b\" # c\n",
+    "variants:\n\t- a:\n\t\tk = 1\n        j = 2\n",
+    "variants:\n  - a:\n\tk = 1\n", "k\t= 1\n", "  \n\t\n# x\n   // y\nk=1\n",
+    "k=1\nsuffix _x # c\n", "k=1\nsuffix _x#c\n", _V + "join a#c b\n",
+    "name = foo\nshortname = s\ndep = d\nk = 1\nname += x\n",
+    "k1=1\nk2=2\nk=3\nk12=4\nk1|k ?= z\n", "k=1\ndel k.*\n",
+]
+JOIN_CASES = [
+    _J + "join vm1 vm2\n", _J + "join vm1, vm2\n", _J + "join vm1\njoin vm2\n",
+    _J + "join vm2 vm1\nm = ${k}\nk_vm1 ?= 9\n", _J + "join vm1 vm2\ndel k_vm1\n",
+    _J + "join vm1 vm1\n", _J + "variants:\n - p:\n - q:\njoin vm1 vm2\n",
+    _J + "variants:\n - p:\n - q:\njoin p.vm1 q.vm2\n",
+    _J + "join vm1 vm2\nvariants:\n - p:\n - q:\n",
+    _J + "variants:\n - p:\n   join vm1 vm2\n - q:\n",
+    _J + "variants:\n - p:\n - q:\np:\n  join vm1 vm2\n",
+    _J + "variants v:\n - p:\n   suffix _p\n   k = 7\n - q:\njoin p q\n",
+    "variants:\n - a:\n   k = 1\n   suffix _x\n   variants:\n    - c:\n"
+    "      suffix _c\n      j = 2\n - b:\n   k = 5\n   j = 6\njoin a b\n",
+    "k = 0\nsuffix _t\nvariants:\n - a:\n   k = 1\n - b:\n   k = 5\n"
+    "join a b\n",
+    "variants:\n - vm1:\n - @vm2:\njoin vm1 vm2\n",
+]
+
+
+@pytest.mark.parametrize("text", LEXICAL_CASES + JOIN_CASES)
+def test_cases_match_reference(text: str) -> None:
+    ref, ours = _both(text)
+    if isinstance(ref, str) and isinstance(ours, str):
+        return
+    assert ours == ref
 
 
 def test_include_and_name_map_match_reference(tmp_path: Any) -> None:

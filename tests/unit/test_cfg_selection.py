@@ -20,10 +20,17 @@ def names(text: str) -> list[str]:
     return [d["name"] for d in parser.get_dicts()]
 
 
-def test_default_selection_is_the_tcp_migration() -> None:
+def test_default_selection_is_the_guide_scenario_and_an_integrity_check() -> None:
     tests = select_tests(CFG, [])
-    assert [t["shortname"] for t in tests] == ["migrate_multi_host.tcp.JeOS.mhm"]
-    assert tests[0]["type"] == "migration_multi_host"
+    assert [t["shortname"] for t in tests] == ["migrate_multi_host.tcp.JeOS.mhm",
+                                               "integrity.once.tcp.JeOS.mhm"]
+    assert [t["type"] for t in tests] == ["migration_multi_host", "migration_integrity"]
+
+
+def test_every_transport_variant_is_defined() -> None:
+    tests = select_tests(ROOT / "cfg" / "subtests.cfg", ["only migrate_multi_host"])
+    transports = {t["transport"] for t in tests}
+    assert {"tcp", "exec", "fd", "tls_x509", "tls_psk", "multifd", "postcopy"} <= transports
 
 
 def test_only_after_a_named_variant_block_keeps_matching() -> None:
