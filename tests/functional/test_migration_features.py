@@ -253,7 +253,7 @@ def test_memory_and_disk_intact_with_memdirty_64(chain: Chain) -> None:
 
 def test_cancel_leaves_source_running_with_intact_memory(chain: Chain) -> None:
     src = chain.source()
-    MemoryDirtier(chain.session()).start(32)
+    MemoryDirtier(chain.session()).start(32, tcg_workaround=TCG)
     dst = chain.new_vm()
     dst.create(incoming=True)
     src.apply_migration_settings(SLOW)
@@ -306,14 +306,18 @@ def test_pause_before_switchover_then_continue(chain: Chain) -> None:
     assert dst.wait_for_login(60).cmd("echo alive").strip() == "alive"
 
 
+@pytest.mark.slow  # timing-sensitive under TCG on a loaded 2-core machine
 def test_postcopy_after_one_pass(chain: Chain) -> None:
     chain.source()
-    MemoryDirtier(chain.session()).start(64)
+    MemoryDirtier(chain.session()).start(64, tcg_workaround=TCG)
     settings = dict(SLOW, migration_capabilities="postcopy-ram",
                     postcopy_after_passes="1")
     dst, stats = chain.hop("postcopy-after-1-pass", settings)
     assert stats.succeeded
-    assert any(s.status == "postcopy-active" for s in stats.samples), stats.samples
+    # The postcopy phase may be shorter than the 200 ms sampling period: a
+    # page request from the destination proves it ran just as well.
+    assert (any(s.status == "postcopy-active" for s in stats.samples)
+            or (stats.postcopy_requests or 0) > 0), stats
     assert any((s.passes or 0) >= 2 for s in stats.samples)
     ok, _, bad = MemoryDirtier(chain.session()).check()
     assert ok and bad == 0
@@ -321,13 +325,14 @@ def test_postcopy_after_one_pass(chain: Chain) -> None:
 
 def _dirty_hop(chain: Chain, name: str, settings: dict[str, str]) -> MigrationStats:
     chain.source()
-    MemoryDirtier(chain.session()).start(64)
+    MemoryDirtier(chain.session()).start(64, tcg_workaround=TCG)
     _, stats = chain.hop(name, settings)
     ok, _, bad = MemoryDirtier(chain.session()).check()
     assert ok and bad == 0
     return stats
 
 
+@pytest.mark.slow  # timing-sensitive under TCG on a loaded 2-core machine
 def test_xbzrle_with_dirtying_guest(chain: Chain) -> None:
     stats = _dirty_hop(chain, "xbzrle+memdirty64",
                        dict(FAST, migration_capabilities="xbzrle",
@@ -336,6 +341,7 @@ def test_xbzrle_with_dirtying_guest(chain: Chain) -> None:
     assert stats.xbzrle_pages, stats
 
 
+@pytest.mark.slow  # timing-sensitive under TCG on a loaded 2-core machine
 def test_auto_converge_with_dirtying_guest(chain: Chain) -> None:
     stats = _dirty_hop(chain, "auto-converge+memdirty64",
                        dict(migration_capabilities="auto-converge",
@@ -390,7 +396,7 @@ def test_tls_psk_migration(chain: Chain, tls_root: Path) -> None:
 def test_tls_x509_multifd_with_dirtying_guest(chain: Chain, tls_root: Path) -> None:
     tls = _tls("x509", tls_root / "x509")
     chain.source(**tls)
-    MemoryDirtier(chain.session()).start(64)
+    MemoryDirtier(chain.session()).start(64, tcg_workaround=TCG)
     settings = dict(FAST, migration_capabilities="multifd",
                     **{"migrate_parameter_multifd-channels": "4"})
     dst, stats = chain.hop("tls+multifd4+memdirty64", settings, dst_overrides=tls)
@@ -403,7 +409,7 @@ def test_tls_x509_multifd_with_dirtying_guest(chain: Chain, tls_root: Path) -> N
 def test_tls_psk_postcopy_with_dirtying_guest(chain: Chain, tls_root: Path) -> None:
     tls = _tls("psk", tls_root / "psk")
     chain.source(**tls)
-    MemoryDirtier(chain.session()).start(128)
+    MemoryDirtier(chain.session()).start(128, tcg_workaround=TCG)
     settings = dict(SLOW, migration_capabilities="postcopy-ram return-path",
                     postcopy_after_passes="2")
     _, stats = chain.hop("psk+postcopy+memdirty128", settings, dst_overrides=tls)
@@ -415,7 +421,7 @@ def test_tls_psk_postcopy_with_dirtying_guest(chain: Chain, tls_root: Path) -> N
 @pytest.mark.slow
 def test_repeated_ping_pong_keeps_memory(chain: Chain) -> None:
     chain.source(migration_tls="no")  # plain tcp, whatever ran before
-    MemoryDirtier(chain.session()).start(64)
+    MemoryDirtier(chain.session()).start(64, tcg_workaround=TCG)
     for index in range(4):
         chain.hop(f"ping-pong-{index}", FAST)
     ok, _, bad = MemoryDirtier(chain.session()).check()
