@@ -36,7 +36,7 @@ Item = Union[Assign, Delete, OnlyNo, Cond, Suffix, Join]
 class Node:
     """One node of the variant tree."""
 
-    label: Optional[Label] = None
+    labels: tuple[Label, ...] = ()         # an entry "a.b" has two
     at: bool = False
     default: bool = False
     deps: tuple[str, ...] = ()
@@ -72,7 +72,8 @@ def _variants(stmt: Variants, prev: Node, defaults: bool,
         if stmt.var is not None:
             child.content.append(Assign("=", stmt.var, entry.name, entry.loc))
         child = build(entry.body, child, defaults, expand_defaults)
-        child.label = Label(entry.name, stmt.var)
+        child.labels = tuple(Label(part, stmt.var)
+                             for part in entry.name.split("."))
         child.at = entry.at
         child.default = entry.name == default
         child.deps = entry.deps
@@ -112,9 +113,9 @@ def _finish_node(node: Node) -> None:
     keys: set[str] = set()
     for child in node.children:
         keys |= child.below
-        if child.label is not None:
-            keys.add(child.label.name)
-            keys.add(child.label.text)
+        for label in child.labels:
+            keys.add(label.name)
+            keys.add(label.text)
     node.below = frozenset(keys)
     node.filter_items = tuple(i for i in node.content if _has_filter(i))
     words: set[str] = set()
@@ -134,7 +135,7 @@ def _join_factors(node: Node) -> tuple[Node, ...]:
         return ()
     rest: list[Item] = [i for i in node.content if not isinstance(i, Join)]
     return tuple(
-        Node(label=node.label, at=node.at, default=node.default,
+        Node(labels=node.labels, at=node.at, default=node.default,
              deps=node.deps, filename=node.filename,
              content=rest + [OnlyNo(True, f, join.loc)], children=node.children)
         for join in joins for f in join.filters)
@@ -276,12 +277,12 @@ def _state(node: Node, walk: _Walk,
 def _viable(node: Node, walk: _Walk, pending: tuple[Item, ...]) -> bool:
     if node.factors:
         return all(_viable(f, walk, pending) for f in node.factors)
-    if node.label is not None:
-        walk.push(node.label)
+    for label in node.labels:
+        walk.push(label)
     try:
         return _state(node, walk, pending)[0]
     finally:
-        if node.label is not None:
+        for _ in node.labels:
             walk.pop()
 
 
@@ -293,11 +294,11 @@ def _expand(node: Node, walk: _Walk,
                              for f in node.factors])
         return
     added_deps = 0
-    if node.label is not None:
-        for dep in node.deps:
-            walk.deps.append(".".join([lb.text for lb in walk.labels] + [dep]))
-            added_deps += 1
-        walk.push(node.label)
+    for dep in node.deps:
+        walk.deps.append(".".join([lb.text for lb in walk.labels] + [dep]))
+        added_deps += 1
+    for label in node.labels:
+        walk.push(label)
     walk.path.append(node)
     try:
         ok, state = _state(node, walk, pending)
@@ -310,7 +311,7 @@ def _expand(node: Node, walk: _Walk,
             yield _make_dict(walk)
     finally:
         walk.path.pop()
-        if node.label is not None:
+        for _ in node.labels:
             walk.pop()
         del walk.deps[len(walk.deps) - added_deps:]
 
@@ -354,19 +355,18 @@ def merge_names(n1: str, n2: str) -> str:
 
 
 def _make_dict(walk: _Walk) -> Raw:
-    labeled = [n for n in walk.path if n.label is not None]
+    labeled = [n for n in walk.path if n.labels]
     names = [lb.text for lb in walk.labels]
-    short = [n.label.name for n in labeled
-             if n.label is not None and not n.at and not n.default]
+    short = [lb.name for n in labeled if not n.at and not n.default
+             for lb in n.labels]
     d: dict[str, object] = {"name": ".".join(names), "dep": list(walk.deps),
                             "shortname": ".".join(short)}
     name_map: dict[str, list[str]] = {}
     short_map: dict[str, list[str]] = {}
     for n in labeled:
-        assert n.label is not None
         base = os.path.basename(n.filename)
-        name_map.setdefault(base, []).append(n.label.text)
-        short_map.setdefault(base, []).append(n.label.name)
+        name_map.setdefault(base, []).extend(lb.text for lb in n.labels)
+        short_map.setdefault(base, []).extend(lb.name for lb in n.labels)
     values: ops.Values = {}
     suffixed = False
     for node in reversed(walk.path):

@@ -15,6 +15,7 @@ import random
 import secrets
 import shlex
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
@@ -119,8 +120,11 @@ class Preflight:
         try:
             self._suite(host)
             self._qemu(host)
+            self._programs(host)
             self._images_dir(host)
+            self._guest_files(host)
             self._memory(host)
+            self._clock(host)
         except MigrationTestError as err:
             self.add(host, "ssh", False, f"lost the connection: {err}")
 
@@ -145,6 +149,58 @@ class Preflight:
             code, out = self._run(host, "test -r /dev/kvm -a -w /dev/kvm && echo usable")
             self.add(host, "kvm", code == 0, "/dev/kvm usable" if code == 0 else
                      "accel = kvm but /dev/kvm is missing or not writable")
+
+    def _programs(self, host: str) -> None:
+        needed = ["qemu-img"]
+        if str(self.params.get("migration_protocol", "tcp")) == "exec":
+            needed.append("socat")  # the exec transport pipes through it
+        missing = []
+        for program in needed:
+            code, _ = self._run(host, f"command -v {shlex.quote(program)}")
+            if code != 0:
+                missing.append(program)
+        self.add(host, "programs", not missing, "all present: " + " ".join(needed)
+                 if not missing else f"missing {' '.join(missing)}: install it (Debian: "
+                 f"apt-get install {' '.join('qemu-utils' if m == 'qemu-img' else m for m in missing)})")
+
+    def _guest_files(self, host: str) -> None:
+        """Kernel, initrd and pre-existing disk images the VMs boot from."""
+        from multihost_migration.params import Params
+        params = Params(self.params)
+        files = set()
+        for vm in params.objects("vms"):
+            vparams = params.object_params(vm)
+            files |= {str(vparams[k]) for k in ("kernel", "initrd") if vparams.get(k)}
+            for image in vparams.objects("images"):
+                iparams = vparams.object_params(image)
+                if iparams.get("create_image") != "yes" and iparams.get("image_name"):
+                    base = str(iparams.get("images_base_dir", "/var/lib/virt_test/images"))
+                    fmt = str(iparams.get("image_format", "qcow2"))
+                    name = str(iparams["image_name"])
+                    files.add(iparams.get("image_path") or f"{base}/{name}"
+                              + ("" if fmt == "raw" or name.endswith(f".{fmt}") else f".{fmt}"))
+        missing = []
+        for path in sorted(files):
+            code, _ = self._run(host, f"test -r {shlex.quote(str(path))}")
+            if code != 0:
+                missing.append(str(path))
+        self.add(host, "guest files", not missing, f"{len(files)} present" if not missing
+                 else f"missing {', '.join(missing)}: copy them to the shared storage "
+                 "(for the lab guest: mhm guest build)")
+
+    def _clock(self, host: str) -> None:
+        bound = float(self.params.get("max_clock_skew", 2.0))
+        before = time.time()
+        code, out = self._run(host, "date +%s.%N")
+        after = time.time()
+        try:
+            skew = float(out) - (before + after) / 2
+        except ValueError:
+            self.add(host, "clock", False, f"cannot read the clock: {out}")
+            return
+        self.add(host, "clock", abs(skew) <= bound, f"{skew:+.3f} s from the controller"
+                 + ("" if abs(skew) <= bound else f" (bound {bound} s): sync the clocks "
+                    "(NTP); guest downtime figures combine both hosts' clocks"))
 
     def _images_dir(self, host: str) -> None:
         images = str(self.params.get("images_base_dir", "/var/lib/virt_test/images"))

@@ -101,8 +101,11 @@ def test_wrong_image_name_is_a_fail_with_the_reason(guest_lab: Inventory, tmp_pa
     status = (tmp_path / "r" / "status.log").read_text()
     entries = parse(status)
     assert entries[-1].status == "END FAIL"
-    fail = [e for e in entries if e.status == "FAIL" and e.subdir == TEST]
-    assert fail and "no-such-disk" in fail[0].reason and "not found" in fail[0].reason
+    fail = [e for e in entries if e.status == "FAIL"]
+    # found by the preflight, before any guest starts, with the fix
+    assert fail and "no-such-disk" in fail[0].reason and "missing" in fail[0].reason
+    assert "copy them to the shared storage" in fail[0].reason
+    assert TEST not in status, "a test started with a missing image"
     assert elapsed < 60, f"a missing image took {elapsed:.0f} s to report"
 
 

@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Callable, Iterator
@@ -192,3 +193,41 @@ def test_network_faults_only_touch_lab_namespaces(guest_lab: Inventory) -> None:
         faults.heal(guest_lab)
     with netns.entered("mhm-h1"):
         socket.create_connection((guest_lab.host("h2").address, 22), timeout=3).close()
+
+
+def _preflight_failure(inv: Inventory, tmp_path: Path, *args: str) -> str:
+    proc = run_autotest_remote(inv, tmp_path / "r", *args, timeout=120)
+    assert proc.returncode == 1, proc.stdout[-2000:]
+    status = (tmp_path / "r" / "status.log").read_text()
+    assert TEST not in status, "a test started despite the preflight failure"
+    fails = [e.reason for e in parse(status) if e.status == "FAIL"]
+    assert fails and fails[0].startswith("preflight failed"), status
+    return fails[0]
+
+
+def test_preflight_finds_a_firewall_between_the_hosts(guest_lab: Inventory,  # noqa: F811
+                                                      tmp_path: Path) -> None:
+    faults.partition(guest_lab, "h1", "h2")
+    try:
+        reason = _preflight_failure(guest_lab, tmp_path)
+    finally:
+        faults.heal(guest_lab)
+    assert "tcp: -> h2" in reason and "blocked" in reason
+
+
+def test_preflight_finds_storage_that_is_not_shared(guest_lab: Inventory,  # noqa: F811
+                                                    tmp_path: Path) -> None:
+    images = "/var/lib/virt_test/images"
+    mhm = [sys.executable, "-m", "multihost_migration.lab.cli", "lab", "exec", "h2", "--"]
+    subprocess.run(mhm + ["mount", "-t", "tmpfs", "local-only", images], check=True, timeout=30)
+    try:
+        reason = _preflight_failure(guest_lab, tmp_path)
+    finally:
+        subprocess.run(mhm + ["umount", images], check=True, timeout=30)
+    assert "h2 shared: does not see the file h1 wrote" in reason
+    assert "the storage is not shared" in reason
+
+
+def test_preflight_finds_a_missing_qemu(guest_lab: Inventory, tmp_path: Path) -> None:  # noqa: F811
+    reason = _preflight_failure(guest_lab, tmp_path, "qemu_binary=/opt/none/qemu-system-x86_64")
+    assert "qemu: /opt/none/qemu-system-x86_64 does not run" in reason

@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 
 NAMES = ("a", "b", "c", "d", "e")
 VARS = ("v1", "v2")
+# An entry "b.c" is two labels, b then c, as far as filters are concerned.
+ENTRY_NAMES = NAMES + ("b.c", "d.a")
 KEYS = ("k1", "k2", "k3", "kx")
 SUFFIXES = ("_s1", "_s2", "s3")
 # With three or more join filters the reference loses dicts (the failed-
@@ -125,8 +127,8 @@ def variants(draw: st.DrawFn, indent: int, depth: int,
              budget: list[int]) -> list[str]:
     pad = " " * indent
     var = draw(st.sampled_from([None, *VARS]))
-    names = draw(st.lists(st.sampled_from(NAMES), min_size=1, max_size=3,
-                          unique=True))
+    names = draw(st.lists(st.sampled_from(ENTRY_NAMES), min_size=1,
+                          max_size=3, unique=True))
     meta = ""
     if var and draw(st.booleans()):
         meta = f" [default={draw(st.sampled_from(names))}]"
