@@ -51,6 +51,8 @@ class Inventory:
     accel_reason: str = ""
     python: str = ""
     guest: dict[str, Any] = field(default_factory=dict)
+    # Bumped when what `lab up` builds changes: an older lab is rebuilt.
+    lab_format: int = 0
 
     def host(self, name: str) -> LabHost:
         if name == "ctl":
@@ -87,6 +89,7 @@ class Inventory:
                 shared_paths={k: SharedPath(**v) for k, v in raw["shared_paths"].items()},
                 accel=raw.get("accel", "tcg"), accel_reason=raw.get("accel_reason", ""),
                 python=raw.get("python", ""), guest=raw.get("guest") or {},
+                lab_format=int(raw.get("lab_format", 0)),
             )
         except (KeyError, TypeError) as err:
             raise LabError(f"lab inventory {path} is incomplete ({err}): "

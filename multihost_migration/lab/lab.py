@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 SSH_PORT = 22
 ETC_NETNS = Path("/etc/netns")
 CREATED_FILE = "created.json"   # root-fs paths the lab had to create, removed by down
+LAB_FORMAT = 2                  # 2: hosts share the machine's /tmp
 
 
 def inventory_path(state_dir: Path) -> Path:
@@ -57,6 +58,9 @@ def up(cfg: LabConfig) -> Inventory:
     healthy = _healthy_inventory(cfg)
     if healthy is not None:
         log.info("lab already up with %d hosts", len(healthy.hosts))
+        if healthy.python != sys.executable:  # another checkout drives the lab now
+            healthy = replace(healthy, python=sys.executable)
+            healthy.save(inventory_path(cfg.state_dir))
         return healthy
     check_subnet_free(cfg.subnet)   # before touching anything
     if lab_namespaces() or cfg.state_dir.exists():
@@ -117,6 +121,7 @@ def _build(cfg: LabConfig) -> Inventory:
         shared_paths={sub: SharedPath(str(VIRT_TEST_ROOT / sub), str(cfg.shared_dir / sub), mode)
                       for sub, mode in SHARED_SUBDIRS.items()},
         python=sys.executable,
+        lab_format=LAB_FORMAT,
     )
     inv.save(inventory_path(state))
     return inv
@@ -174,7 +179,8 @@ def _healthy_inventory(cfg: LabConfig) -> Inventory | None:
         inv = load_inventory(cfg.state_dir)
     except LabError:
         return None
-    if inv.subnet != cfg.subnet or len(inv.hosts) != cfg.hosts:
+    if inv.subnet != cfg.subnet or len(inv.hosts) != cfg.hosts or \
+            inv.lab_format != LAB_FORMAT:
         return None
     if inv.shared_dir != str(cfg.shared_dir):
         return None

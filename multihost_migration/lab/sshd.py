@@ -2,7 +2,9 @@
 
 Each sshd runs inside its host's network namespace and in a private mount
 namespace of its own, where /var/lib/virt_test/* are bind mounts of the lab's
-shared directory (the "NFS" of a real lab) and /tmp is private.  Every process
+shared directory (the "NFS" of a real lab).  /tmp stays the machine's: the
+controller may run from a checkout under /tmp, and its python must be
+visible to the hosts (job work directories are named per host).  Every process
 a client starts over SSH inherits both namespaces: it sees exactly what a
 process on a real test host would see.
 """
@@ -71,7 +73,6 @@ def mount_script(shared_dir: Path, hostname: str) -> str:
     lines = [
         "set -e",
         f"hostname {shlex.quote(hostname)}",
-        "mount -t tmpfs -o mode=1777 mhm-tmp /tmp",
         f"mount -t tmpfs -o mode=0755 mhm-virt-test {VIRT_TEST_ROOT}",
     ]
     for sub, mode in SHARED_SUBDIRS.items():
