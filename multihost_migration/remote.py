@@ -151,7 +151,10 @@ class RemoteHost:
         transport = self.client.get_transport()
         if transport is None or not transport.is_active():
             raise RemoteError(f"{self.name}: SSH connection is closed")
-        chan = transport.open_session(timeout=timeout)
+        try:
+            chan = transport.open_session(timeout=timeout)
+        except (paramiko.SSHException, OSError) as err:
+            raise RemoteError(f"{self.name}: cannot open an SSH channel: {err}") from err
         try:
             if get_pty:
                 chan.get_pty(width=500)
