@@ -153,8 +153,9 @@ class RemoteHost:
             raise RemoteError(f"{self.name}: SSH connection is closed")
         try:
             chan = transport.open_session(timeout=timeout)
-        except (paramiko.SSHException, OSError) as err:
-            raise RemoteError(f"{self.name}: cannot open an SSH channel: {err}") from err
+        except (paramiko.SSHException, OSError) as open_err:
+            raise RemoteError(f"{self.name}: cannot open an SSH channel: {open_err}") \
+                from open_err
         try:
             if get_pty:
                 chan.get_pty(width=500)
