@@ -375,6 +375,9 @@ class MultihostMigration:
                                                   timeout=30) as sock:
                         vm.migrate(mig_data.dst, port, "fd", timeout=self.mig_timeout,
                                    fd=sock.fileno())
+                elif mig_data.params.get_bool("migration_offline", False):
+                    vm.migrate_offline(mig_data.dst, mig_data.vm_ports, protocol,
+                                       timeout=self.mig_timeout)
                 else:
                     vm.migrate(mig_data.dst, mig_data.vm_ports, protocol,
                                timeout=self.mig_timeout)
@@ -466,7 +469,10 @@ class MultihostMigration:
             mig_data.stats = mig_data.stats or states.get(mig_data.src) or {}
             if mig_data.is_dst():
                 for vm in mig_data.vms:
-                    vm.wait_for_migration_incoming(timeout=timeout)
+                    offline = mig_data.params.get_bool("migration_offline", False)
+                    vm.wait_for_migration_incoming(timeout=timeout, expect_running=not offline)
+                    if offline:  # the stopped guest arrives stopped: continue it here
+                        vm.resume()
             progress.info("checking\t%s", mig_data.mig_id)
             if mig_data.is_src():
                 self.check_vms_src(mig_data)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from multihost_migration.lab.demo import ROOT
 from multihost_migration.lab.inventory import Inventory
 from multihost_migration.status import parse
@@ -38,3 +40,23 @@ def test_guide_example_runs_nearly_verbatim(guest_lab: Inventory, tmp_path: Path
         assert all(s["status"] == "completed" for s in mig["stats"].values()), mig
     dst_log = (Path(test["logdir"]) / "h2" / "debug" / "client.DEBUG").read_text()
     assert dst_log.count("guest cmd 'killall -9 dd' -> 0") == 2
+
+
+@pytest.mark.parametrize("variant, rounds, vms", [
+    ("integrity.offline", 2, ["vm1"]),
+    ("integrity.two_guests", 2, ["vm1", "vm2"]),
+])
+def test_integrity_variants_verify_every_round(guest_lab: Inventory, tmp_path: Path,  # noqa: F811
+                                               variant: str, rounds: int,
+                                               vms: list[str]) -> None:
+    cfg = write_cfg(tmp_path, "only tcp", f"only {variant}")
+    proc = run_autotest_remote(guest_lab, tmp_path / "r", options=("--cfg", str(cfg)),
+                               timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    test = json.loads((tmp_path / "r" / "results.json").read_text())["tests"][0]
+    assert len(test["migrations"]) == rounds
+    # ping-pong: h1 -> h2, then h2 -> h1
+    assert [(m["src"], m["dst"]) for m in test["migrations"]] == [("h1", "h2"), ("h2", "h1")]
+    logs = "".join(p.read_text() for p in Path(test["logdir"]).glob("h*/debug/client.INFO"))
+    assert logs.count("memory OK") == rounds * len(vms)
+    assert logs.count("disk pattern OK") == rounds * len(vms)
