@@ -35,3 +35,5 @@ lab-down:
 
 bench: setup
 	$(PY) benchmarks/sync_bench.py
+	$(PY) benchmarks/migration_overhead.py 5
+	$(PY) benchmarks/cartesian_bench.py
