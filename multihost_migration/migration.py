@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import shutil
 import socket
 import threading
 import time
@@ -212,11 +213,13 @@ class MultihostMigration:
         self.outputdir = Path(getattr(test, "outputdir", "."))
         # Shared with the client job's test object, which reports them.
         self.migrations: list[MigrationData] = getattr(test, "migrations", [])
+        self._own_tls_dir: Optional[str] = None   # credentials this job made, removed at the end
         if params.get("migration_tls") not in (None, "", "no") and \
                 not params.get("migration_tls_dir"):
-            params["migration_tls_dir"] = str(
+            self._own_tls_dir = str(
                 Path(str(params.get("images_base_dir", storage.DEFAULT_IMAGES_DIR)))
                 / f"mhm-tls-{self.job_id}")
+            params["migration_tls_dir"] = self._own_tls_dir
         self.sync_server: Optional[SyncServer] = None
         if self.hostid == self.master_id:
             self.sync_server = SyncServer("0.0.0.0", self._sync_port, self._secret)
@@ -524,4 +527,6 @@ class MultihostMigration:
                     for image in self._images():
                         if image.create:
                             storage.remove_image(image)
+                    if self._own_tls_dir is not None:
+                        shutil.rmtree(self._own_tls_dir, ignore_errors=True)
                     self.sync_server.stop()
