@@ -210,6 +210,8 @@ class CfgTestRunner:
                 except (OSError, RemoteError) as err:
                     log.warning("%s: could not copy results back: %s", host, err)
                 _kill_leftovers(remote, host, workdir)
+                if host == self.hosts[0]:
+                    _sweep_shared_storage(remote, params)
                 remote.run(f"rm -rf {shlex.quote(workdir)}", timeout=60, check=False)
         final = _final_status(localdir / "status.log", lines)
         outcome.status_lines = (localdir / "status.log").read_text().splitlines() \
@@ -234,6 +236,16 @@ def _kill_leftovers(remote: RemoteHost, host: str, workdir: str) -> None:
         log.warning("%s: killed %d process(es) the client job left behind: %s",
                     host, len(pids), " ".join(pids))
         return None
+
+
+def _sweep_shared_storage(remote: RemoteHost, params: Params) -> None:
+    """Master host: what a killed job left on shared storage (its disks and
+    TLS credentials carry the job id in their names)."""
+    images = shlex.quote(str(params.get("images_base_dir", "/var/lib/virt_test/images")))
+    job = str(params["job_id"])
+    if not job.replace(".", "").replace("-", "").replace("_", "").isalnum():
+        return  # never glob with an unexpected id
+    remote.run(f"cd {images} && rm -rf -- *-{job}-* mhm-tls-{job}", timeout=60, check=False)
 
 
 def _ship_scenarios(remote: RemoteHost, params: Params, workdir: str) -> None:

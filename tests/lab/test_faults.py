@@ -111,6 +111,8 @@ def test_master_client_dies_and_the_peer_aborts_at_once(
     h2 = [e for e in parse(status) if e.subdir == f"{TEST}/h2" and e.status == "FAIL"]
     assert h2 and "sync server" in h2[0].reason, status
     assert wait_until(lambda: not lab_leftovers(guest_lab), 10), lab_leftovers(guest_lab)
+    shared = Path(guest_lab.shared_paths["images"].lab_path)
+    assert not list(shared.glob("mhm-disk-*")), "the killed master's disk was left behind"
 
 
 def test_unreachable_host_is_a_clear_error_before_anything_starts(
