@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any, Iterator
@@ -19,17 +18,6 @@ pytestmark = [pytest.mark.qemu,
 
 BOOT_TIMEOUT = 120.0
 LOOPBACK = "127.0.0.1"
-
-
-@pytest.fixture(scope="module")
-def guest_params(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    from multihost_migration.lab.guest import build_guest
-    image = build_guest(tmp_path_factory.mktemp("guest"))
-    return {"kernel": str(image.kernel), "initrd": str(image.initrd),
-            "kernel_params": image.kernel_cmdline, "image_path": str(image.disk),
-            "accel": os.environ.get("MHM_ACCEL", "tcg"), "mem": "256",
-            "username": image.username, "password": image.password,
-            "shell_prompt": image.shell_prompt_regex}
 
 
 @pytest.fixture

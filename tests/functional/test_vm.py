@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 from typing import Any, Iterator
@@ -17,17 +16,6 @@ pytestmark = [pytest.mark.qemu,
                                  reason="qemu-system-x86_64 not installed")]
 
 BOOT_TIMEOUT = 120.0
-
-
-@pytest.fixture(scope="module")
-def guest_params(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    from multihost_migration.lab.guest import build_guest
-    image = build_guest(tmp_path_factory.mktemp("guest"))
-    return {"kernel": str(image.kernel), "initrd": str(image.initrd),
-            "kernel_params": image.kernel_cmdline, "image_path": str(image.disk),
-            "accel": os.environ.get("MHM_ACCEL", "tcg"), "mem": "256",
-            "username": image.username, "password": image.password,
-            "shell_prompt": image.shell_prompt_regex}
 
 
 @pytest.fixture(scope="module")
