@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shlex
 import socket
 import stat
 import threading
@@ -241,10 +240,6 @@ def _collect(chan: paramiko.Channel, deadline: float,
     if on_line is not None and pending:
         on_line(pending.decode(errors="replace"))
     return b"".join(out).decode(errors="replace"), b"".join(err).decode(errors="replace")
-
-
-def quote(args: list[str]) -> str:
-    return " ".join(shlex.quote(a) for a in args)
 
 
 def default_known_hosts() -> Optional[str]:

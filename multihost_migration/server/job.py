@@ -36,9 +36,7 @@ class JobOptions:
     ssh_defaults: dict[str, Any] = field(default_factory=dict)
     remote_python: Optional[str] = None     # None: install the suite on the hosts
     verbose: bool = False
-    extra_params: dict[str, str] = field(default_factory=dict)
     cfg: Optional[Path] = None
-    list_only: bool = False
 
 
 class ServerTest:
