@@ -48,7 +48,8 @@ class IntegrityMigration(MultihostMigration):
 
     def _console(self, name: str) -> ConsoleSession:
         vm = self.env.get_vm(name)
-        assert vm is not None, f"{name} is not running on {self.hostid}"
+        if vm is None:
+            raise MigrationError(f"{name} is not running on {self.hostid}")
         return vm.wait_for_login(timeout=self.login_timeout)
 
     def start_work(self, mig_data: MigrationData) -> None:
