@@ -11,8 +11,9 @@ migration (source, destination) are decided by comparing `hostid` with the
     boot the VMs if not running          start QEMU with -incoming defer,
     start_work(mig_data)                 set capabilities, migrate-incoming
     ---------- sync: destination sends {vm: port} -----------
-    migrate_vms_src(): QMP migrate       wait for the incoming side to end
+    migrate_vms_src(): QMP migrate
     ---------- sync: both send their migration status ----------
+                                         wait_vms_dest(): incoming ended
     check_vms_src(): QEMU postmigrate,   check_vms_dst(): guest runs
     then stop it                         check_work(mig_data)
     ------------------ barrier "checked" --------------------
@@ -392,6 +393,16 @@ class MultihostMigration:
                         f"cancelled: {err}") from err
                 raise
 
+    def wait_vms_dest(self, mig_data: MigrationData) -> None:
+        """Destination, once the source reported its result: wait until the
+        incoming side has ended and the guests run here."""
+        offline = mig_data.params.get_bool("migration_offline", False)
+        for vm in mig_data.vms:
+            vm.wait_for_migration_incoming(timeout=self.sync_timeout,
+                                           expect_running=not offline)
+            if offline:  # the stopped guest arrives stopped: continue it here
+                vm.resume()
+
     def check_vms_src(self, mig_data: MigrationData) -> None:
         """Source: QEMU must have handed the guest over; then stop it."""
         for vm in mig_data.vms:
@@ -471,11 +482,7 @@ class MultihostMigration:
                                   timeout=self.mig_timeout + timeout, tag="migrated")
             mig_data.stats = mig_data.stats or states.get(mig_data.src) or {}
             if mig_data.is_dst():
-                for vm in mig_data.vms:
-                    offline = mig_data.params.get_bool("migration_offline", False)
-                    vm.wait_for_migration_incoming(timeout=timeout, expect_running=not offline)
-                    if offline:  # the stopped guest arrives stopped: continue it here
-                        vm.resume()
+                self.wait_vms_dest(mig_data)
             progress.info("checking\t%s", mig_data.mig_id)
             if mig_data.is_src():
                 self.check_vms_src(mig_data)
