@@ -24,6 +24,7 @@ import socket
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Optional, Sequence
 
 from multihost_migration.errors import LabError
 from multihost_migration.lab import netns, sshd
@@ -265,7 +266,11 @@ def qemu_pids() -> list[int]:
     return sorted(pids)
 
 
-def lab_qemu_pids() -> list[int]:
-    """The QEMUs running inside lab namespaces (what a lab run may leave)."""
-    inside = {pid for ns in lab_namespaces() for pid in netns.pids(ns)}
+def lab_qemu_pids(hosts: Optional[Sequence[str]] = None) -> list[int]:
+    """The QEMUs running inside lab namespaces (what a lab run may leave);
+    with `hosts`, only inside those hosts' namespaces."""
+    present = lab_namespaces()
+    spaces = present if hosts is None else [f"{PREFIX}-{h}" for h in hosts if
+                                            f"{PREFIX}-{h}" in present]
+    inside = {pid for ns in spaces for pid in netns.pids(ns)}
     return [pid for pid in qemu_pids() if pid in inside]

@@ -23,7 +23,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def lab_config() -> LabConfig:
     if os.geteuid() != 0:
         pytest.fail("lab tests need root (network namespaces); run them as root")
-    return LabConfig()
+    # MHM_LAB_HOSTS: run against a bigger lab left up by a developer (who
+    # runs several suites at once on different pairs, see MHM_TEST_HOSTS).
+    return LabConfig(hosts=int(os.environ.get("MHM_LAB_HOSTS", "2")))
 
 
 @pytest.fixture(scope="session")

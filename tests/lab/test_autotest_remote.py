@@ -21,18 +21,22 @@ from multihost_migration.lab.inventory import Inventory
 from multihost_migration.status import parse
 
 TEST = "migrate_multi_host.tcp.JeOS.mhm"
+# The pair autotest-remote runs on: h1,h2 unless MHM_TEST_HOSTS names
+# another pair of a bigger lab (MHM_LAB_HOSTS), so suites can run side by side.
+TEST_HOSTS = os.environ.get("MHM_TEST_HOSTS", "h1,h2").split(",")
 
 
 
 
 @pytest.fixture
 def guest_lab(inventory: Inventory) -> Iterator[Inventory]:
-    """The lab with the guest built; asserts no QEMU outlives the test."""
+    """The lab with the guest built; asserts no QEMU outlives the test (on
+    the hosts the test uses)."""
     subprocess.run([sys.executable, "-m", "multihost_migration.lab.cli", "guest", "build"],
                    check=True, timeout=300)
-    assert qemu_pids() == [], "QEMU running before the test"
+    assert qemu_pids(TEST_HOSTS) == [], "QEMU running before the test"
     yield inventory
-    left = qemu_pids()
+    left = qemu_pids(TEST_HOSTS)
     for pid in left:
         os.kill(pid, signal.SIGKILL)
     assert left == [], "QEMU left running after the test"
@@ -44,7 +48,8 @@ def run_autotest_remote(inv: Inventory, results: Path, *control_args: str,
     """autotest-remote from the lab controller, under TCG; `options` go
     before the control file, `control_args` after it."""
     control = str(ROOT / "control.srv")
-    argv = autotest_remote_argv(inv, results, Path(control), list(control_args))
+    argv = autotest_remote_argv(inv, results, Path(control), list(control_args),
+                                hosts=TEST_HOSTS)
     at = argv.index(control)
     argv[at:at] = list(options)
     argv[argv.index(f"accel={inv.accel}")] = "accel=tcg"
