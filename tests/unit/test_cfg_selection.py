@@ -8,6 +8,8 @@ import pytest
 
 from multihost_migration.cartesian import Parser
 from multihost_migration.errors import ConfigError
+from multihost_migration.params import Params
+from multihost_migration.storage import images_of
 from multihost_migration.server.dispatch import select_tests
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,3 +65,19 @@ def test_extra_params_and_filters_from_the_command_line() -> None:
 def test_zero_selection_names_the_filter() -> None:
     with pytest.raises(ConfigError, match="`only nothing-here` \\(command line\\)"):
         select_tests(CFG, ["only nothing-here"])
+
+
+def test_guide_guest_filter_selects_the_installed_rhel_image(tmp_path: Path) -> None:
+    # The guide: edit multi-host-tests.cfg so it says `only RHEL.6.4.x86_64`;
+    # the image is then rhel64-64.qcow2 in the images dir, used as it is.
+    edited = (CFG.read_text().replace("only JeOS.mhm", "only RHEL.6.4.x86_64")
+              .replace("include ", f"include {CFG.parent}/"))
+    cfg = tmp_path / "multi-host-tests.cfg"
+    cfg.write_text(edited)
+    tests = select_tests(cfg, [])
+    assert [t["shortname"] for t in tests] == ["migrate_multi_host.tcp.RHEL.6.4.x86_64",
+                                               "integrity.once.tcp.RHEL.6.4.x86_64"]
+    params = Params(tests[0]).object_params("vm1")
+    [image] = images_of("vm1", params)
+    assert str(image.path) == "/var/lib/virt_test/images/rhel64-64.qcow2"
+    assert image.create is False and params["mem"] == "1024"
