@@ -19,7 +19,9 @@ migration (source, destination) are decided by comparing `hostid` with the
     ------------------ barrier "checked" --------------------
 
 A failure on either side aborts the migration's sync session: the peer is
-released at once with SyncAborted carrying the original error.
+released at once with SyncAborted carrying the original error.  A peer busy
+elsewhere (booting, inside the guest) learns it from its AbortWatch thread,
+which stops its VMs so that the work in progress ends within moments.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
+from multihost_migration.abort_watch import AbortWatch
 from multihost_migration.errors import ConfigError, MigrationError, SyncAborted, SyncError
 from multihost_migration.params import Params
 from multihost_migration.qemu.env import Env
@@ -226,6 +229,11 @@ class MultihostMigration:
             self.sync_server = SyncServer("0.0.0.0", self._sync_port, self._secret)
             self.sync_server.start()
         self._main_sync = self._sync_session("main", self.hosts)
+        self._watch = AbortWatch(self.address_of(self.master_id), self.hostid, self.hosts,
+                                 f"{self.job_id}:watch", self._sync_port, self._secret,
+                                 lifetime=params.get_float("test_timeout", 1800.0) + 600.0,
+                                 on_abort=self._peer_aborted)
+        self._watch.start()
         if preprocess_env:
             self._prepare_disks()
 
@@ -247,6 +255,18 @@ class MultihostMigration:
     def abort(self, reason: str) -> None:
         """Release every peer at once: they raise SyncAborted with `reason`."""
         _abort_quietly(self._main_sync, reason)
+        self._watch.abort(reason)
+
+    def _peer_aborted(self, err: SyncAborted) -> None:
+        """AbortWatch, when a peer failed: stop the local VMs now, so that
+        whatever this host waits for in them fails at once."""
+        progress.info("aborting: %s failed", err.host)
+        self.env.destroy_all(gracefully=False)
+
+    def _peer_failure(self) -> Optional[SyncAborted]:
+        """The peer's failure that stopped this host's work, if any: the
+        verdict must carry it, not the local symptom (a console gone)."""
+        return self._watch.fired
 
     # -- disks ----------------------------------------------------------------
 
@@ -495,9 +515,13 @@ class MultihostMigration:
         except SyncAborted:
             raise
         except BaseException as err:
+            peer = self._peer_failure()
+            if peer is not None:
+                raise peer from err
             reason = f"{type(err).__name__} on {self.hostid}: {err}"
             log.error("%s failed: %s", mig_data.mig_id, reason)
             _abort_quietly(session, reason)
+            self._watch.abort(reason)
             raise
         finally:
             session.close()
@@ -513,9 +537,14 @@ class MultihostMigration:
         try:
             self.migration_scenario()
             self._main_sync.barrier("scenario-done", timeout=self.mig_timeout + self.sync_timeout)
+            if self.hostid == self.master_id:
+                self._watch.end()
         except SyncAborted:
             raise
         except BaseException as err:
+            peer = self._peer_failure()
+            if peer is not None:
+                raise peer from err
             self.abort(f"{type(err).__name__} on {self.hostid}: {err}")
             raise
         finally:
@@ -526,6 +555,7 @@ class MultihostMigration:
         progress.info("cleanup")
         try:
             self.env.destroy_all(gracefully=False)
+            self._watch.stop()
         finally:
             try:
                 self._main_sync.close()
