@@ -45,7 +45,8 @@ def autotest_remote_argv(inv: Inventory, results: Path, control: Path,
             str(control), f"accel={inv.accel}", *control_args]
 
 
-def run_demo(results_root: Path, control_args: list[str], timeout: float = 1200.0) -> int:
+def run_demo(results_root: Path, control_args: list[str], timeout: float = 1200.0,
+             cfg_file: Optional[Path] = None) -> int:
     t0 = time.monotonic()
     cfg = LabConfig()
     subprocess.run([sys.executable, "-m", "multihost_migration.lab.cli", "lab", "up"],
@@ -57,7 +58,11 @@ def run_demo(results_root: Path, control_args: list[str], timeout: float = 1200.
     t_lab = time.monotonic() - t0
     stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H%M%S")
     results = (results_root / stamp).resolve()
-    argv = autotest_remote_argv(inv, results, ROOT / "control.srv", control_args, install=True)
+    control = ROOT / "control.srv"
+    argv = autotest_remote_argv(inv, results, control, control_args, install=True)
+    if cfg_file is not None:
+        at = argv.index(str(control))
+        argv[at:at] = ["--cfg", str(cfg_file.resolve())]
     print("running:", " ".join(argv), flush=True)
     t1 = time.monotonic()
     proc = subprocess.run(argv, timeout=timeout)
@@ -92,13 +97,18 @@ def _print_migration_times(results: Path) -> None:
 def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="mhm-demo", description=__doc__)
     p.add_argument("--results", type=Path, default=ROOT / "results")
+    p.add_argument("--cfg", type=Path, default=None,
+                   help="cfg file instead of cfg/multi-host-tests.cfg "
+                        "(cfg/scenario-set.cfg: every scenario once)")
+    p.add_argument("--timeout", type=float, default=1200.0,
+                   help="seconds autotest-remote may take (default 1200)")
     p.add_argument("control_args", nargs="*", help="extra key=value / 'only X' arguments")
     args = p.parse_args(argv)
     if os.geteuid() != 0:
         print("demo: must run as root (the lab uses network namespaces)", file=sys.stderr)
         return 2
     args.results.mkdir(parents=True, exist_ok=True)
-    return run_demo(args.results, args.control_args)
+    return run_demo(args.results, args.control_args, args.timeout, args.cfg)
 
 
 if __name__ == "__main__":
