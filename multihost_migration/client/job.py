@@ -74,6 +74,9 @@ def find_scenario(test_type: str, search_dirs: list[Path]) -> ModuleType:
             if spec is None or spec.loader is None:
                 break
             module = importlib.util.module_from_spec(spec)
+            # Registered before it runs, as `import` does: dataclasses and
+            # pickling look their module up in sys.modules.
+            sys.modules[spec.name] = module
             spec.loader.exec_module(module)
             if not callable(getattr(module, "run", None)):
                 raise ConfigError(f"scenario {path} has no run(test, params, env) function")

@@ -281,7 +281,14 @@ def _migrations(testdir: Path, hosts: Sequence[str]) -> list[dict[str, Any]]:
         except ValueError:
             continue
         out += [r for r in records if r.get("role") == "src"]
-    return out
+    return sorted(out, key=_migration_order)
+
+
+def _migration_order(record: dict[str, Any]) -> tuple[int, str]:
+    """mig1, mig2, ..., mig10 in the order they were started."""
+    mig_id = str(record.get("id", ""))
+    digits = mig_id[len(mig_id.rstrip("0123456789")):]
+    return (int(digits) if digits else 0, mig_id)
 
 
 def default_cfg(control: Path) -> Path:

@@ -10,7 +10,8 @@ import pytest
 from multihost_migration.lab.demo import ROOT
 from multihost_migration.lab.inventory import Inventory
 from multihost_migration.status import parse
-from tests.lab.test_autotest_remote import guest_lab, run_autotest_remote  # noqa: F401
+from tests.lab.test_autotest_remote import (TEST_HOSTS, guest_lab,  # noqa: F401
+                                            run_autotest_remote)
 
 
 def write_cfg(tmp_path: Path, *lines: str) -> Path:
@@ -38,7 +39,7 @@ def test_guide_example_runs_nearly_verbatim(guest_lab: Inventory, tmp_path: Path
     assert migs["mig2"]["vms"] == ["vm1"] and migs["mig3"]["vms"] == ["vm2"]
     for mig in migs.values():
         assert all(s["status"] == "completed" for s in mig["stats"].values()), mig
-    dst_log = (Path(test["logdir"]) / "h2" / "debug" / "client.DEBUG").read_text()
+    dst_log = (Path(test["logdir"]) / TEST_HOSTS[1] / "debug" / "client.DEBUG").read_text()
     assert dst_log.count("guest cmd 'killall -9 dd' -> 0") == 2
 
 
@@ -55,8 +56,10 @@ def test_integrity_variants_verify_every_round(guest_lab: Inventory, tmp_path: P
     assert proc.returncode == 0, proc.stdout[-3000:]
     test = json.loads((tmp_path / "r" / "results.json").read_text())["tests"][0]
     assert len(test["migrations"]) == rounds
-    # ping-pong: h1 -> h2, then h2 -> h1
-    assert [(m["src"], m["dst"]) for m in test["migrations"]] == [("h1", "h2"), ("h2", "h1")]
+    # ping-pong: first -> second, then second -> first
+    first, second = TEST_HOSTS
+    assert [(m["src"], m["dst"]) for m in test["migrations"]] == [(first, second),
+                                                                   (second, first)]
     logs = "".join(p.read_text() for p in Path(test["logdir"]).glob("h*/debug/client.INFO"))
     assert logs.count("memory OK") == rounds * len(vms)
     assert logs.count("disk pattern OK") == rounds * len(vms)
