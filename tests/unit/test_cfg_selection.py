@@ -32,7 +32,8 @@ def test_default_selection_is_the_guide_scenario_and_an_integrity_check() -> Non
 def test_every_transport_variant_is_defined() -> None:
     tests = select_tests(ROOT / "cfg" / "subtests.cfg", ["only migrate_multi_host"])
     transports = {t["transport"] for t in tests}
-    assert {"tcp", "exec", "fd", "tls_x509", "tls_psk", "multifd", "postcopy"} <= transports
+    assert {"tcp", "exec", "fd", "tls_x509", "tls_psk", "tcp_multifd", "tcp_postcopy",
+            "tcp_xbzrle", "tcp_auto_converge"} <= transports
 
 
 def test_only_after_a_named_variant_block_keeps_matching() -> None:
