@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 
-.PHONY: setup demo test test-full test-unit lab-up lab-down guest typecheck bench clean
+.PHONY: setup demo scenarios test test-full test-unit lab-up lab-down guest typecheck bench clean
 
 setup:
 	./scripts/setup.sh
@@ -12,6 +12,10 @@ setup:
 ## make demo: lab up, guest built, a real two-host migration, results printed.
 demo: setup
 	./scripts/demo.sh
+
+## make scenarios: the full scenario set on the lab, each scenario's time printed.
+scenarios: setup
+	$(PY) -m multihost_migration.lab.demo --cfg cfg/scenario-set.cfg --timeout 1500
 
 ## make test: the suite that CI runs (< 45 min here).
 test: setup
