@@ -257,7 +257,15 @@ class Preflight:
                     self._tcp(src, dst)
 
     def _tcp(self, src: str, dst: str, timeout: float = 10.0) -> None:
-        port = random.randint(49152, 60999)
+        # A random port may be taken on the destination (another job's
+        # migration listens in the same range): try a few.
+        for attempt in range(5):
+            if self._tcp_once(src, dst, random.randint(49152, 60999), timeout,
+                              retry=attempt < 4):
+                return
+
+    def _tcp_once(self, src: str, dst: str, port: int, timeout: float, retry: bool) -> bool:
+        """One probe; False when the port was taken and `retry` allows another."""
         listener_ready = threading.Event()
         outcome: dict[str, Optional[str]] = {"listen": None}
 
@@ -280,5 +288,8 @@ class Preflight:
                                    f"{addr} {port} {timeout / 2}", timeout=timeout + 5)
         thread.join(timeout + 10)
         ok = code == 0 and "mhm-preflight-ok" in out
+        if not ok and retry and "Address already in use" in (outcome["listen"] or ""):
+            return False
         self.add(src, "tcp", ok, f"-> {dst} ({addr}:{port}) " + (
             "connects" if ok else f"blocked: {out[-200:]} {outcome['listen'] or ''}"))
+        return True
