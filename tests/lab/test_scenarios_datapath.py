@@ -128,7 +128,7 @@ def test_postcopy_and_multifd_carry_the_migration(guest_lab: Inventory,  # noqa:
 @pytest.mark.slow
 def test_xbzrle_encodes_pages(guest_lab: Inventory, tmp_path: Path) -> None:  # noqa: F811
     """In `make test-full` only: here QEMU 7.2 under TCG leaves the guest
-    broken on the destination after about one XBZRLE migration in five
+    broken on the destination after about half of the XBZRLE migrations
     (it hangs, or a guest process is gone), and the scenario then FAILs, as
     it must; not a rate `make test` can carry.  Plain precopy with as many
     dirty passes does not show it."""
