@@ -1,4 +1,4 @@
-"""`Parser`: the reference parser's API over our syntax reader and tree."""
+"""`Parser`: the reference parser's API over our reader and expander."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import logging
 from typing import Any, Iterator, Optional, Sequence
 
 from multihost_migration.cartesian import tree
-from multihost_migration.cartesian.syntax import SyntaxReader, Stmt
+from multihost_migration.cartesian.model import Node
+from multihost_migration.cartesian.syntax import TreeBuilder
 
 log = logging.getLogger(__name__)
 
@@ -15,55 +16,73 @@ class Parser:
     """Parse Cartesian config text and generate its dicts.
 
     Drop-in for ``virttest.cartesian_config.Parser``: successive
-    ``parse_file``/``parse_string`` calls behave as if their texts were
-    concatenated; ``get_dicts()`` yields one dict per selected variant
-    combination, with the ``name``, ``shortname`` and ``dep`` keys.
+    ``parse_file``/``parse_string`` calls add to the same tree, each text's
+    statements after the previous ones'; ``get_dicts()`` yields one dict
+    per selected variant combination, with the ``name``, ``shortname`` and
+    ``dep`` keys (and ``_name_map_file``/``_short_name_map_file`` when
+    there are variants).
+
+    ``defaults=True`` keeps, of each variants block, only its default
+    entry (``@name`` or ``[default=name]``) when that entry yields
+    anything; ``expand_defaults`` names the blocks to keep whole.
+
+    As in the reference, only the first ``get_dicts()`` call of a parser
+    merges the suffixed keys (``suffix``) into plain names; later calls
+    yield them as tuples ``(key, suffix, ...)``.
     """
 
     def __init__(self, filename: Optional[str] = None, defaults: bool = False,
                  expand_defaults: Sequence[str] = (), debug: bool = False) -> None:
         self.defaults = defaults
-        self.expand_defaults = tuple(expand_defaults)
+        self.expand_defaults = list(expand_defaults)
         self.debug = debug
-        self._stmts: list[Stmt] = []
-        self._root: Optional[tree.Node] = None
+        self.node = Node()
+        self.filename = filename
+        self.only_filters: list[str] = []
+        self.no_filters: list[str] = []
+        self.assignments: list[str] = []
+        self._builder = TreeBuilder(defaults, self.expand_defaults)
+        self._finished: Optional[tree.Prepared] = None
+        self._first_get_dicts = True
         if filename:
             self.parse_file(filename)
 
     def parse_file(self, filename: str) -> None:
         """Parse a file; ``include`` paths are relative to it."""
         log.debug("parsing %s", filename)
-        self._add(SyntaxReader().read_file(filename))
+        self.node = self._builder.parse_file(filename, self.node)
+        self.filename = filename
+        self._finished = None
 
     def parse_string(self, s: str) -> None:
         """Parse a string; ``include`` paths are relative to the cwd."""
-        self._add(SyntaxReader().read_text(s))
+        self.node = self._builder.parse_text(s, self.node)
+        self._finished = None
 
     def only_filter(self, variant: str) -> None:
         """Same as parsing ``only <variant>``."""
-        self.parse_string(f"only {variant}\n")
+        string = f"only {variant}"
+        self.only_filters.append(string)
+        self.parse_string(string)
 
     def no_filter(self, variant: str) -> None:
         """Same as parsing ``no <variant>``."""
-        self.parse_string(f"no {variant}\n")
+        string = f"no {variant}"
+        self.no_filters.append(string)
+        self.parse_string(string)
 
     def assign(self, key: str, value: str) -> None:
         """Same as parsing ``key = value``."""
-        self.parse_string(f"{key} = {value}\n")
-
-    def _add(self, stmts: Sequence[Stmt]) -> None:
-        self._stmts.extend(stmts)
-        self._root = None
-
-    def tree(self) -> tree.Node:
-        """The variant tree of everything parsed so far."""
-        if self._root is None:
-            root = tree.build(self._stmts, tree.Node(), self.defaults,
-                              self.expand_defaults)
-            tree.finish(root)
-            self._root = root
-        return self._root
+        string = f"{key} = {value}"
+        self.assignments.append(string)
+        self.parse_string(string)
 
     def get_dicts(self, *args: Any, **kwargs: Any) -> Iterator[dict[str, Any]]:
         """Yield the dicts selected by everything parsed so far."""
-        yield from tree.expand(self.tree())
+        if self._finished is None:
+            self._finished = tree.finish(
+                self.node, tree.Options(self.defaults, self.expand_defaults))
+        flatten = self._first_get_dicts
+        self._first_get_dicts = False
+        yield from tree.expand(self.node, self._finished,  # type: ignore[misc]
+                               flatten)
