@@ -164,9 +164,10 @@ def test_bad_params_are_errors_naming_the_parameter(guest_lab: Inventory, tmp_pa
 
 def test_cfg_syntax_error_names_file_and_line(guest_lab: Inventory, tmp_path: Path) -> None:  # noqa: F811
     cfg = tmp_path / "broken.cfg"
-    cfg.write_text("variants:\n    - a:\n        x = 1\nonly a..\n")
+    cfg.write_text("variants:\n    - a:\n        x = 1\n    - b\n")   # no ':' after b
     proc = run_autotest_remote(guest_lab, tmp_path / "r", options=("--cfg", str(cfg)))
-    assert f"{cfg}:4" in proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert f"{cfg}:4:" in proc.stdout + proc.stderr
 
 
 def test_duplicate_hosts_leave_one_machine_and_say_so(guest_lab: Inventory,  # noqa: F811
