@@ -108,7 +108,12 @@ class Preflight:
         self.add("controller", "params", True, f"vms {params.objects('vms')} configured")
 
     def _run(self, host: str, command: str, timeout: float = 30.0) -> tuple[int, str]:
+        """(exit status, stdout) on success; on failure stdout + stderr, the
+        evidence.  A login shell may print noise on stderr (e.g. a pyenv
+        rehash racing another session): parsed output must not include it."""
         result = self._remotes[host].run(command, timeout=timeout, check=False)
+        if result.exit_status == 0:
+            return 0, result.stdout.strip()
         return result.exit_status, (result.stdout + result.stderr).strip()
 
     def _host_checks(self, host: str) -> None:
@@ -195,7 +200,7 @@ class Preflight:
     def _clock(self, host: str) -> None:
         bound = float(self.params.get("max_clock_skew", 2.0))
         before = time.time()
-        code, out = self._run(host, "date +%s.%N")
+        code, out = self._run(host, "date +%s.%N")   # stdout only when it worked
         after = time.time()
         try:
             skew = float(out) - (before + after) / 2
