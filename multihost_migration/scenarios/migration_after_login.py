@@ -186,15 +186,8 @@ class AfterLoginMigration(IntegrityMigration):
         if problems:
             raise TestFail("; ".join(problems))
 
-    def migration_scenario(self) -> None:
-        first, second = self.hosts[0], self.hosts[1]
-        for index in range(self.rounds):
-            src, dst = (first, second) if index % 2 == 0 else (second, first)
-            last = {"last_round": "yes" if index == self.rounds - 1 else "no"}
-            self.migrate_wait(self.vms, src, dst,
-                              self.start_work if index == 0 else None,
-                              self.check_work, params_append=last)
-            self._verify_round(self.migrations[-1])
+    def after_round(self, mig_data: MigrationData) -> None:
+        self._verify_round(mig_data)
 
 
 def run(test: Any, params: Params, env: Env) -> None:

@@ -108,6 +108,10 @@ class IntegrityMigration(MultihostMigration):
             self.migrate_wait(self.vms, src, dst,
                               self.start_work if index == 0 else None,
                               self.check_work, params_append=last)
+            self.after_round(self.migrations[-1])
+
+    def after_round(self, mig_data: MigrationData) -> None:
+        """After each round's migration, on every host (subclasses check more)."""
 
 
 def run(test: Any, params: Params, env: Env) -> None:
