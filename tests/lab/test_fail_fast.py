@@ -26,13 +26,23 @@ from multihost_migration.verdicts import TestFail
 class BusyPeer(MultihostMigration):
     def migration_scenario(self):
         first, second = self.hosts
-        self.migrate_wait(self.vms, first, second)      # the guest runs on `second`
+        # Migrate a booted guest: a migration during early boot can hang the
+        # destination kernel under TCG (README, "Known QEMU behaviour").
+        self.migrate_wait(self.vms, first, second, start_work=self._logged_in)
         if self.hostid == second:
             session = self.env.get_vm("vm1").wait_for_login(timeout=self.login_timeout)
+            self.sync(tag="logged-in")
             session.cmd("sleep 300", timeout=400)       # busy, far from any sync point
         else:
-            time.sleep(20)                              # the peer is in `sleep 300` by now
+            # Fail only once the peer is logged in (however slow the machine)
+            # and has had ample time to be inside `sleep 300`.
+            self.sync(tag="logged-in")
+            time.sleep(5)
             raise TestFail("deliberate failure on the first host")
+
+    def _logged_in(self, mig_data):
+        for vm in mig_data.vms:
+            vm.wait_for_login(timeout=self.login_timeout)
 
 
 def run(test, params, env):
