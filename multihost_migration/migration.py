@@ -42,6 +42,7 @@ from multihost_migration.qemu.env import Env
 from multihost_migration.qemu.tls import make_tls_credentials
 from multihost_migration.qemu.vm import VM
 from multihost_migration import storage
+from multihost_migration.poller import Poller
 from multihost_migration.sync import SyncData, SyncServer
 
 log = logging.getLogger(__name__)
@@ -61,55 +62,42 @@ def _abort_quietly(session: SyncData, reason: str) -> None:
         log.warning("could not abort sync session %s: %s", session.session_id, err)
 
 
-class _MigrationProgress:
+class _MigrationProgress(Poller):
     """While a migration runs: its RAM progress for the live display every
     PROGRESS_INTERVAL s, and a watchdog that cancels it when no byte has
     moved for `stall_timeout` s (QEMU itself would wait for TCP to give up,
     minutes on a partitioned network)."""
 
+    interval = PROGRESS_INTERVAL
+
     def __init__(self, vm: VM, stall_timeout: float = 60.0) -> None:
+        super().__init__(f"progress-{vm.name}")
         self.vm = vm
         self.stall_timeout = stall_timeout
         self.stalled = False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True,
-                                        name=f"progress-{vm.name}")
+        self._last, self._since = -1, time.monotonic()
 
-    def __enter__(self) -> "_MigrationProgress":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-    def _run(self) -> None:
-        last, since = -1, time.monotonic()
-        while not self._stop.wait(PROGRESS_INTERVAL):
-            try:
-                info = self.vm.query_migrate()
-            except Exception:  # progress is best effort; the migration reports errors
-                return
-            ram = info.get("ram") or {}
-            total = ram.get("total") or 0
-            if info.get("status") not in ("active", "postcopy-active", "device"):
-                continue
-            if total:
-                done = 100.0 * (total - (ram.get("remaining") or 0)) / total
-                progress.info("migrating\t%s\t%.1f\t%s", self.vm.name, done,
-                              ram.get("mbps") or "")
-            moved = int(ram.get("transferred") or 0)
-            if moved != last:
-                last, since = moved, time.monotonic()
-            elif time.monotonic() - since > self.stall_timeout:
-                log.error("%s: no progress for %.0f s: cancelling the migration",
-                          self.vm.name, self.stall_timeout)
-                self.stalled = True
-                try:
-                    self.vm.cancel_migration(wait=False)
-                except Exception as err:
-                    log.error("%s: cancel failed: %s", self.vm.name, err)
-                return
+    def poll(self) -> bool:
+        info = self.vm.query_migrate()
+        ram = info.get("ram") or {}
+        total = ram.get("total") or 0
+        if info.get("status") not in ("active", "postcopy-active", "device"):
+            return True
+        if total:
+            done = 100.0 * (total - (ram.get("remaining") or 0)) / total
+            progress.info("migrating\t%s\t%.1f\t%s", self.vm.name, done,
+                          ram.get("mbps") or "")
+        moved = int(ram.get("transferred") or 0)
+        if moved != self._last:
+            self._last, self._since = moved, time.monotonic()
+            return True
+        if time.monotonic() - self._since <= self.stall_timeout:
+            return True
+        log.error("%s: no progress for %.0f s: cancelling the migration",
+                  self.vm.name, self.stall_timeout)
+        self.stalled = True
+        self.vm.cancel_migration(wait=False)
+        return False
 
 
 class _FdIncoming:

@@ -350,6 +350,19 @@ def item_words(item: Item) -> frozenset[str]:
     return frozenset(found)
 
 
+def _cond_holds(item: Cond, labels: Sequence[Label], present: AbstractSet[str]) -> bool:
+    """Whether a conditional block (`f:` / `!f:`) applies to the dict being
+    built; a join inside one that applies is an error."""
+    anyof = item.filter.anyof
+    hit = (not anyof.isdisjoint(present) if anyof is not None
+           else item.filter.matches(labels, present))
+    if hit == item.negative:
+        return False
+    if item.has_join:
+        raise _join_in_cond(item)
+    return True
+
+
 def _resolve(items: Sequence[Item], labels: Sequence[Label],
              present: AbstractSet[str], out: list[Item]) -> None:
     """`items` with the conditional blocks that hold replaced by their
@@ -357,12 +370,7 @@ def _resolve(items: Sequence[Item], labels: Sequence[Label],
     for item in items:
         if type(item) is Cond:
             assert isinstance(item, Cond)
-            anyof = item.filter.anyof
-            hit = (not anyof.isdisjoint(present) if anyof is not None
-                   else item.filter.matches(labels, present))
-            if hit != item.negative:
-                if item.has_join:
-                    raise _join_in_cond(item)
+            if _cond_holds(item, labels, present):
                 _resolve(item.body, labels, present, out)
         elif type(item) is Batch and out and type(out[-1]) is Batch:
             last = out[-1]
@@ -942,12 +950,7 @@ def _apply(items: Sequence[Item], d: dict[ops.Key, Any], labels: Sequence[Label]
                     ops.assign(d, item.op, item.key, item.value, suffixed)
             elif kind is Cond:
                 assert isinstance(item, Cond)
-                anyof = item.filter.anyof
-                hit = (not anyof.isdisjoint(present) if anyof is not None
-                       else item.filter.matches(labels, present))
-                if hit != item.negative:
-                    if item.has_join:
-                        raise _join_in_cond(item)
+                if _cond_holds(item, labels, present):
                     suffixed = _apply(item.body, d, labels, present, suffixed)
             elif kind is Delete:
                 assert isinstance(item, Delete)

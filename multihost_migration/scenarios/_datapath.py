@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from multihost_migration.guest.console import ConsoleSession
@@ -36,6 +35,7 @@ from multihost_migration.qemu.env import Env
 from multihost_migration.qemu.vm import VM, VMState
 from multihost_migration.scenarios.migration_integrity import IntegrityMigration
 from multihost_migration.verdicts import TestFail
+from multihost_migration.poller import Poller
 
 log = logging.getLogger(__name__)
 
@@ -56,52 +56,37 @@ def ram_counter(reply: Mapping[str, Any], key: str) -> Optional[int]:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-class DowntimeRelease:
+class DowntimeRelease(Poller):
     """Source, while a migration runs: poll query-migrate (every `interval`
     s); once `seen(reply)` or dirty-sync-count >= `after_passes`, set the
     downtime-limit to `limit_ms`, once."""
 
     def __init__(self, vm: VM, after_passes: int, limit_ms: int,
                  seen: Callable[[Mapping[str, Any]], bool], interval: float = 0.1) -> None:
+        super().__init__(f"release-{vm.name}")
         self.vm = vm
         self.after_passes = after_passes
         self.limit_ms = limit_ms
         self.seen = seen
         self.interval = interval
         self.released_at: Optional[str] = None   # why it released, for the log
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True,
-                                        name=f"release-{vm.name}")
 
-    def __enter__(self) -> "DowntimeRelease":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                reply = self.vm.query_migrate()
-                if reply.get("status") != "active":   # not yet, or over
-                    continue
-                passes = ram_counter(reply, "dirty-sync-count") or 0
-                if self.seen(reply):
-                    reason = f"feature seen after {passes} passes"
-                elif passes >= self.after_passes:
-                    reason = f"{passes} passes, feature not seen"
-                else:
-                    continue
-                self.vm.set_migration_parameters({"downtime-limit": self.limit_ms})
-            except Exception as err:  # the migration itself reports its errors
-                log.warning("%s: downtime-limit release: %s", self.vm.name, err)
-                return
-            self.released_at = reason
-            log.info("%s: downtime-limit %d ms now (%s): the migration may converge",
-                     self.vm.name, self.limit_ms, reason)
-            return
+    def poll(self) -> bool:
+        reply = self.vm.query_migrate()
+        if reply.get("status") != "active":   # not yet, or over
+            return True
+        passes = ram_counter(reply, "dirty-sync-count") or 0
+        if self.seen(reply):
+            reason = f"feature seen after {passes} passes"
+        elif passes >= self.after_passes:
+            reason = f"{passes} passes, feature not seen"
+        else:
+            return True
+        self.vm.set_migration_parameters({"downtime-limit": self.limit_ms})
+        self.released_at = reason
+        log.info("%s: downtime-limit %d ms now (%s): the migration may converge",
+                 self.vm.name, self.limit_ms, reason)
+        return False
 
 
 class DatapathMigration(IntegrityMigration):

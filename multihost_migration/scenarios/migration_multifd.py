@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
 
@@ -34,6 +33,7 @@ from multihost_migration.qemu.vm import VM
 from multihost_migration.scenarios._datapath import (DatapathMigration, Evidence, ram_counter,
                                                      where)
 from multihost_migration.verdicts import TestFail
+from multihost_migration.poller import Poller
 
 SAMPLE_INTERVAL = 0.05
 TCP_TABLES = ("/proc/net/tcp", "/proc/net/tcp6")
@@ -85,32 +85,23 @@ def _read_tables() -> list[str]:
     return tables
 
 
-class ConnectionCounter:
+class ConnectionCounter(Poller):
     """Most connections a QEMU had open at once to a port, while running."""
 
+    interval = SAMPLE_INTERVAL
+
     def __init__(self, pid: int, port: int) -> None:
+        super().__init__(f"conn-count-{pid}")
         self.pid = pid
         self.port = port
         self.most = 0
         self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True,
-                                        name=f"conn-count-{pid}")
 
-    def __enter__(self) -> "ConnectionCounter":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            count = established_to_port(_read_tables(), self.port, socket_inodes(self.pid))
-            self.samples += 1
-            self.most = max(self.most, count)
-            self._stop.wait(SAMPLE_INTERVAL)
+    def poll(self) -> bool:
+        count = established_to_port(_read_tables(), self.port, socket_inodes(self.pid))
+        self.samples += 1
+        self.most = max(self.most, count)
+        return True
 
 
 def check_multifd(reply: Mapping[str, Any], channels: int, connections: int,

@@ -35,7 +35,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-import threading
 import time
 from typing import Any, NamedTuple, Optional
 
@@ -47,6 +46,7 @@ from multihost_migration.qemu.env import Env
 from multihost_migration.qemu.vm import VM
 from multihost_migration.scenarios._datapath import DatapathMigration, Evidence, where
 from multihost_migration.verdicts import TestFail
+from multihost_migration.poller import Poller
 
 log = logging.getLogger(__name__)
 
@@ -146,40 +146,30 @@ def describe_bad(check: DiskCheck, seed: int, first: int, blocks: int, writes: i
             f"it starts with: {' '.join(first_bytes.split())!r}")
 
 
-class WriterWatch:
+class WriterWatch(Poller):
     """Source, during a migration: the writer's count read on the console
     between two query-migrate replies that both say 'active'."""
 
+    interval = 0.05
+    join_timeout = 30.0   # a console read in progress may take up to 10 s
+
     def __init__(self, vm: VM, session: ConsoleSession, mark: int) -> None:
+        super().__init__(f"diskio-watch-{vm.name}")
         self.vm = vm
         self.session = session
         self.mark = mark
         self.during: list[int] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True,
-                                        name=f"diskio-watch-{vm.name}")
-
-    def __enter__(self) -> "WriterWatch":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(30)
 
     def _status(self) -> str:
         return str(self.vm.query_migrate().get("status", "none"))
 
-    def _run(self) -> None:
-        try:
-            while not self._stop.wait(0.05):
-                if self._status() != "active":
-                    continue
-                count = _count(self.session, COUNT_FILE, timeout=10)
-                if self._status() == "active":
-                    self.during.append(count)
-        except Exception as err:  # the migration reports its own errors
-            log.warning("%s: watching the disk writer: %s", self.vm.name, err)
+    def poll(self) -> bool:
+        if self._status() != "active":
+            return True
+        count = _count(self.session, COUNT_FILE, timeout=10)
+        if self._status() == "active":
+            self.during.append(count)
+        return True
 
 
 def _count(session: ConsoleSession, path: str, timeout: float = 60.0,

@@ -44,9 +44,17 @@ def watches(port: int, session: str = "job:watch") -> tuple[dict[str, AbortWatch
     return found, recorders
 
 
+def all_waiting(server: SyncServer, session: str = "job:watch", timeout: float = 5.0) -> None:
+    """Until every watcher has joined its session on the server (deadline)."""
+    deadline = time.monotonic() + timeout
+    while server.session_members(session)["members"] != HOSTS:
+        assert time.monotonic() < deadline, server.session_members(session)
+        time.sleep(0.01)
+
+
 def test_a_peer_abort_reaches_the_busy_host_at_once(server: SyncServer) -> None:
     found, rec = watches(server.port)
-    time.sleep(0.2)   # both threads waiting
+    all_waiting(server)
     t0 = time.monotonic()
     found["h2"].abort("TestFail on h2: disk pattern differs at block 7")
     assert rec["h1"].event.wait(5), "h1's watcher never fired"
@@ -61,7 +69,7 @@ def test_a_peer_abort_reaches_the_busy_host_at_once(server: SyncServer) -> None:
 
 def test_the_good_end_releases_every_watcher_quietly(server: SyncServer) -> None:
     found, rec = watches(server.port)
-    time.sleep(0.2)
+    all_waiting(server)
     found["h1"].end()      # master, after the last barrier
     found["h2"].stop()
     assert not found["h1"]._thread.is_alive() and not found["h2"]._thread.is_alive()
@@ -70,7 +78,7 @@ def test_the_good_end_releases_every_watcher_quietly(server: SyncServer) -> None
 
 def test_the_master_gone_fires_the_peer(server: SyncServer) -> None:
     found, rec = watches(server.port)
-    time.sleep(0.2)
+    all_waiting(server)
     server.stop()
     assert rec["h2"].event.wait(5), "h2's watcher never fired"
     assert "sync server on the master host is gone" in rec["h2"].errors[0].reason
@@ -80,7 +88,7 @@ def test_the_master_gone_fires_the_peer(server: SyncServer) -> None:
 
 def test_a_peer_that_dies_fires_the_others(server: SyncServer) -> None:
     found, rec = watches(server.port)
-    time.sleep(0.2)
+    all_waiting(server)
     sock = found["h2"]._session._sock   # h2's process dies: its connection drops
     assert sock is not None
     sock.shutdown(socket.SHUT_RDWR)
