@@ -3,6 +3,7 @@
 Library code never raises these (it raises MigrationTestError subclasses);
 the client job maps everything to autotest statuses:
 
+    passed, MultihostMigration.warn -> WARN (passed; the reason says what to look at)
     TestFail / MigrationTestError   -> FAIL
     TestNAError                     -> TEST_NA
     ConfigError, any other error    -> ERROR
@@ -47,3 +48,8 @@ def reason_of(err: BaseException) -> str:
     if isinstance(err, (TestFail, TestNAError, MigrationTestError)):
         return text
     return f"{type(err).__name__}: {text}"
+
+
+def exit_status(verdict: str) -> int:
+    """A job's exit status: 0 passed (GOOD, WARN), 130 interrupted, 1 else."""
+    return {"GOOD": 0, "WARN": 0, "ABORT": 130}.get(verdict, 1)

@@ -12,7 +12,7 @@ params for this host, the sync secret included.  The job writes DIR:
     migrations.json      every migration: hosts, VMs, QEMU statistics
     <vm>/<mig>-<role>/   QEMU and serial logs of every VM incarnation
 
-Exit status: 0 GOOD, 1 FAIL/ERROR/TEST_NA, 2 bad invocation, 130 ABORT.
+Exit status: 0 GOOD/WARN, 1 FAIL/ERROR/TEST_NA, 2 bad invocation, 130 ABORT.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from multihost_migration.params import Params
 from multihost_migration.qemu.env import Env
 from multihost_migration.qemu.process import kill_all_started
 from multihost_migration.status import StatusLog
-from multihost_migration.verdicts import Interrupted, reason_of, status_of
+from multihost_migration.verdicts import Interrupted, exit_status, reason_of, status_of
 
 log = logging.getLogger("multihost_migration.client")
 
@@ -60,6 +60,9 @@ class ClientTest:
         self.debugdir = resultsdir / "debug"
         self.params = params
         self.migrations: list[Any] = []
+        #: Passed, but with something the user must see (MultihostMigration.warn):
+        #: the verdict becomes WARN with these as its reason.
+        self.warnings: list[str] = []
 
 
 def find_scenario(test_type: str, search_dirs: list[Path]) -> ModuleType:
@@ -129,6 +132,8 @@ def run_job(params_file: Path, resultsdir: Path) -> int:
                 module = find_scenario(str(params.get("type", "")), search)
                 log.info("running %s (%s) on %s", name, module.__file__, params.get("hostid"))
                 module.run(test, params, env)
+                if test.warnings:
+                    verdict, reason = "WARN", "; ".join(test.warnings)
             except BaseException as err:
                 verdict, reason = status_of(err), reason_of(err)
                 log.error("%s: %s", verdict, reason)
@@ -145,7 +150,7 @@ def run_job(params_file: Path, resultsdir: Path) -> int:
                           fields={"duration": f"{time.monotonic() - start:.1f}"})
     finally:
         _write_migrations(resultsdir, test)
-    return {"GOOD": 0, "ABORT": 130}.get(verdict, 1)
+    return exit_status(verdict)
 
 
 def _write_migrations(resultsdir: Path, test: ClientTest) -> None:

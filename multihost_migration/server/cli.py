@@ -23,6 +23,7 @@ from multihost_migration.remote import SshTarget, default_known_hosts
 from multihost_migration.server.control_env import AutoservError, namespace
 from multihost_migration.server.job import JobOptions, ServerJob
 from multihost_migration.status import parse
+from multihost_migration.verdicts import exit_status
 
 log = logging.getLogger("autotest-remote")
 
@@ -194,7 +195,7 @@ def run_job(options: JobOptions) -> int:
     verdict = final.replace("END ", "")
     job.progress.summary(job.tests)
     print(f"\nresults: {options.resultdir}\nverdict: {verdict}", flush=True)
-    return {"GOOD": 0, "ABORT": 130}.get(verdict, 1)
+    return exit_status(verdict)
 
 
 def _handle_signals(job: ServerJob) -> None:

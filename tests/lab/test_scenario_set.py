@@ -24,6 +24,8 @@ BUDGET_S = 20 * 60
 # migrations here (stale pages, or a hung guest): the scenario rightly FAILs
 # then (README, "Known QEMU behaviour").  Accepted only with that signature.
 KNOWN_DEFECTS = {"xbzrle.tcp.JeOS.mhm": ("guest memory corrupted", "login to vm1 failed")}
+# A WARN (passed) is accepted only with the known-defect reason it was made for.
+KNOWN_WARNINGS = ("KNOWN QEMU 7.2 TCG DEFECT",)
 
 
 def test_scenario_set_covers_every_scenario_module() -> None:
@@ -46,7 +48,8 @@ def test_full_scenario_set_passes_within_budget(guest_lab: Inventory,  # noqa: F
     print(f"\nscenario set: {len(tests)} tests in {elapsed:.0f} s\n{table}")
     bad = {t["name"]: t.get("reason") for t in tests if t["status"] != "GOOD" and not (
         t["status"] == "FAIL" and
-        any(sign in str(t.get("reason")) for sign in KNOWN_DEFECTS.get(t["name"], ())))}
+        any(sign in str(t.get("reason")) for sign in KNOWN_DEFECTS.get(t["name"], ()))) and not (
+        t["status"] == "WARN" and any(sign in str(t.get("reason")) for sign in KNOWN_WARNINGS))}
     assert not bad, f"{bad}\n{proc.stdout[-3000:]}"
     assert sorted(t["name"] for t in tests) == sorted(expected)
     assert elapsed < BUDGET_S, f"the scenario set took {elapsed:.0f} s"
