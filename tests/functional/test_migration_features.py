@@ -12,27 +12,26 @@ tcp migration of the same run (pytest -s shows them).
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import pytest
 
-from multihost_migration.errors import (GuestCheckError, MigrationError,
+from multihost_migration.errors import (GuestCheckError, LoginError, MigrationError,
                                         MigrationFailed, MigrationSettingsError)
 from multihost_migration.guest.checks import (DiskPattern, Heartbeat, MemoryDirtier,
                                               guest_downtime_ms, read_heartbeat_log)
 from multihost_migration.qemu import VM, VMState
 from multihost_migration.qemu.stats import MigrationStats
 from multihost_migration.qemu.tls import make_tls_credentials
+from tests import known_defects
 
 ACCEL = os.environ.get("MHM_ACCEL", "tcg")
 TCG = ACCEL == "tcg"  # see MemoryDirtier.start
 
-pytestmark = [pytest.mark.qemu,
-              pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None,
-                                 reason="qemu-system-x86_64 not installed")]
+# QEMU is a dependency (scripts/setup.sh installs it): missing, these fail.
+pytestmark = [pytest.mark.qemu]
 
 BOOT_TIMEOUT = 120.0
 LOOPBACK = "127.0.0.1"
@@ -334,11 +333,21 @@ def _dirty_hop(chain: Chain, name: str, settings: dict[str, str]) -> MigrationSt
 
 @pytest.mark.slow  # timing-sensitive under TCG on a loaded 2-core machine
 def test_xbzrle_with_dirtying_guest(chain: Chain) -> None:
-    stats = _dirty_hop(chain, "xbzrle+memdirty64",
-                       dict(FAST, migration_capabilities="xbzrle",
-                            **{"migrate_parameter_xbzrle-cache-size": "128M"}))
+    """Under TCG, QEMU 7.2 corrupts the guest in about half of the XBZRLE
+    migrations here: then an xfail with the evidence (tests/known_defects.py)."""
+    chain.source()
+    MemoryDirtier(chain.session()).start(64, tcg_workaround=TCG)
+    _, stats = chain.hop("xbzrle+memdirty64",
+                         dict(FAST, migration_capabilities="xbzrle",
+                              **{"migrate_parameter_xbzrle-cache-size": "128M"}))
     assert stats.succeeded and (stats.passes or 0) >= 2
     assert stats.xbzrle_pages, stats
+    try:
+        ok, _, bad = MemoryDirtier(chain.session()).check()
+    except (GuestCheckError, LoginError) as err:
+        known_defects.xfail_if_known(str(err), known_defects.XBZRLE, "XBZRLE", ACCEL)
+        raise
+    assert ok and bad == 0
 
 
 @pytest.mark.slow  # timing-sensitive under TCG on a loaded 2-core machine

@@ -16,6 +16,7 @@ import pytest
 from multihost_migration.lab.demo import ROOT
 from multihost_migration.lab.inventory import Inventory
 from multihost_migration.server.dispatch import select_tests
+from tests import known_defects
 from tests.lab.test_autotest_remote import guest_lab, run_autotest_remote  # noqa: F401
 
 SCENARIO_SET = ROOT / "cfg" / "scenario-set.cfg"
@@ -23,7 +24,7 @@ BUDGET_S = 20 * 60
 # QEMU 7.2 under TCG corrupts guest memory in about half of the XBZRLE
 # migrations here (stale pages, or a hung guest): the scenario rightly FAILs
 # then (README, "Known QEMU behaviour").  Accepted only with that signature.
-KNOWN_DEFECTS = {"xbzrle.tcp.JeOS.mhm": ("guest memory corrupted", "login to vm1 failed")}
+KNOWN_DEFECTS = {"xbzrle.tcp.JeOS.mhm": known_defects.XBZRLE}
 # A WARN (passed) is accepted only with the known-defect reason it was made for.
 KNOWN_WARNINGS = ("KNOWN QEMU 7.2 TCG DEFECT",)
 

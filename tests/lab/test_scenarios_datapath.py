@@ -23,6 +23,7 @@ import pytest
 
 from multihost_migration.lab.inventory import Inventory
 from multihost_migration.status import parse
+from tests import known_defects
 from tests.lab.test_autotest_remote import TEST_HOSTS, guest_lab, run_autotest_remote  # noqa: F401
 from tests.lab.test_scenarios import write_cfg
 
@@ -129,14 +130,23 @@ def test_postcopy_and_multifd_carry_the_migration(guest_lab: Inventory,  # noqa:
 def test_xbzrle_encodes_pages(guest_lab: Inventory, tmp_path: Path) -> None:  # noqa: F811
     """In `make test-full` only: here QEMU 7.2 under TCG leaves the guest
     broken on the destination after about half of the XBZRLE migrations
-    (it hangs, or a guest process is gone), and the scenario then FAILs, as
-    it must; not a rate `make test` can carry.  Plain precopy with as many
-    dirty passes does not show it."""
-    [test] = _run(guest_lab, tmp_path, "xbzrle.tcp", ok=True)
-    cache = _evidence(test["migrations"][0], "src")["xbzrle_cache"]
+    (stale pages, or it hangs), and the scenario then FAILs, as it must; this
+    test then xfails with that evidence (tests/known_defects.py) after
+    checking that XBZRLE did carry pages.  Plain precopy with as many dirty
+    passes does not show it."""
+    cfg = write_cfg(tmp_path, "only xbzrle.tcp")
+    proc = run_autotest_remote(guest_lab, tmp_path / "r", options=("--cfg", str(cfg)),
+                               timeout=600)
+    [test] = json.loads((tmp_path / "r" / "results.json").read_text())["tests"]
+    [mig] = test["migrations"]
+    assert mig["stats"]["vm1"]["status"] == "completed", proc.stdout[-3000:]
+    cache = _evidence(mig, "src")["xbzrle_cache"]
     assert cache["pages"] > 0 and cache["bytes"] > 0
-    assert "vm1 after mig1 on " + DST + ": memory OK" in _log(test, DST)
     assert "downtime-limit 1000 ms now (feature seen after" in _log(test, SRC)
+    if test["status"] == "FAIL":
+        known_defects.xfail_if_known(str(test["reason"]), known_defects.XBZRLE, "XBZRLE")
+    assert proc.returncode == 0 and test["status"] == "GOOD", test["reason"]
+    assert "vm1 after mig1 on " + DST + ": memory OK" in _log(test, DST)
 
 
 @pytest.mark.parametrize("select", ["postcopy.tcp, xbzrle.tcp", "multifd.tcp"])
