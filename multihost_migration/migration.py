@@ -260,10 +260,14 @@ class MultihostMigration:
         progress.info("aborting: %s failed", err.host)
         self.env.destroy_all(gracefully=False)
 
-    def _peer_failure(self) -> Optional[SyncAborted]:
-        """The peer's failure that stopped this host's work, if any: the
-        verdict must carry it, not the local symptom (a console gone)."""
-        return self._watch.fired
+    def _blame(self, err: BaseException) -> str:
+        """For a local error: raise the peer's failure instead if that is
+        what stopped this host's work (the verdict must carry it, not the
+        local symptom, a console gone); else the reason to tell the peers."""
+        peer = self._watch.fired
+        if peer is not None:
+            raise peer from err
+        return f"{type(err).__name__} on {self.hostid}: {err}"
 
     # -- disks ----------------------------------------------------------------
 
@@ -512,10 +516,7 @@ class MultihostMigration:
         except SyncAborted:
             raise
         except BaseException as err:
-            peer = self._peer_failure()
-            if peer is not None:
-                raise peer from err
-            reason = f"{type(err).__name__} on {self.hostid}: {err}"
+            reason = self._blame(err)
             log.error("%s failed: %s", mig_data.mig_id, reason)
             _abort_quietly(session, reason)
             self._watch.abort(reason)
@@ -539,10 +540,7 @@ class MultihostMigration:
         except SyncAborted:
             raise
         except BaseException as err:
-            peer = self._peer_failure()
-            if peer is not None:
-                raise peer from err
-            self.abort(f"{type(err).__name__} on {self.hostid}: {err}")
+            self.abort(self._blame(err))
             raise
         finally:
             self.cleanup()
