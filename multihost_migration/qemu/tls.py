@@ -172,6 +172,8 @@ def _load(directory: Path, kind: str, names: Sequence[str],
         data = json.loads(manifest.read_text())
     except FileNotFoundError:
         if directory.is_dir() and any(directory.iterdir()):
+            if manifest.is_file():   # another caller's rename landed in between
+                return _load(directory, kind, names, psk_username)
             raise ConfigError(f"{directory}: exists without {MANIFEST}; refusing to "
                               f"put TLS credentials there") from None
         return None

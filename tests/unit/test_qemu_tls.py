@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -12,7 +13,7 @@ from cryptography import x509
 from multihost_migration.errors import ConfigError, VMLaunchError
 from multihost_migration.qemu.cmdline import RunPaths, build_command
 from multihost_migration.qemu.config import VMConfig
-from multihost_migration.qemu.tls import TLSConfig, make_tls_credentials
+from multihost_migration.qemu.tls import MANIFEST, TLSConfig, make_tls_credentials
 from multihost_migration.qemu.vm import VM
 
 
@@ -101,3 +102,23 @@ def test_vm_refuses_to_start_without_credentials(tmp_path: Path) -> None:
         vm.create()
     assert "ca-cert.pem" in str(info.value) and "make_tls_credentials" in str(info.value)
     assert not vm.is_alive()
+
+
+def test_a_rename_between_manifest_read_and_directory_check(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The race behind a rare failure of test_concurrent_callers_agree: the
+    manifest read fails because the directory is not there yet, then another
+    caller's directory is renamed into place before the emptiness check."""
+    made = make_tls_credentials(tmp_path / "tls", "psk")
+    real_read_text = Path.read_text
+    missed: list[Path] = []
+
+    def read_text_once_too_early(self: Path, *args: Any, **kwargs: Any) -> str:
+        if self.name == MANIFEST and not missed:
+            missed.append(self)
+            raise FileNotFoundError(self)
+        return real_read_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", read_text_once_too_early)
+    again = make_tls_credentials(tmp_path / "tls", "psk")
+    assert missed and again.dir == made.dir
