@@ -25,6 +25,8 @@ from multihost_migration.guest.checks import (DiskPattern, Heartbeat, MemoryDirt
 from multihost_migration.qemu import VM, VMState
 from multihost_migration.qemu.stats import MigrationStats
 from multihost_migration.qemu.tls import make_tls_credentials
+from multihost_migration.scenarios._datapath import DowntimeRelease
+from multihost_migration.scenarios.migration_xbzrle import xbzrle_pages
 from tests import known_defects
 
 ACCEL = os.environ.get("MHM_ACCEL", "tcg")
@@ -335,11 +337,16 @@ def _dirty_hop(chain: Chain, name: str, settings: dict[str, str]) -> MigrationSt
 def test_xbzrle_with_dirtying_guest(chain: Chain) -> None:
     """Under TCG, QEMU 7.2 corrupts the guest in about half of the XBZRLE
     migrations here: then an xfail with the evidence (tests/known_defects.py)."""
-    chain.source()
+    src = chain.source()
     MemoryDirtier(chain.session()).start(64, tcg_workaround=TCG)
-    _, stats = chain.hop("xbzrle+memdirty64",
-                         dict(FAST, migration_capabilities="xbzrle",
-                              **{"migrate_parameter_xbzrle-cache-size": "128M"}))
+    # A 10 ms downtime-limit keeps it iterating until XBZRLE encoded pages
+    # (or 8 passes), then 1 s lets it converge: at full speed it may converge
+    # before any page is resent (seen: 4 passes in 0.4 s, no page encoded).
+    with DowntimeRelease(src, after_passes=8, limit_ms=1000, seen=lambda r: xbzrle_pages(r) > 0):
+        _, stats = chain.hop("xbzrle+memdirty64",
+                             dict(FAST, migration_capabilities="xbzrle",
+                                  **{"migrate_parameter_xbzrle-cache-size": "128M",
+                                     "migrate_parameter_downtime-limit": "10"}))
     assert stats.succeeded and (stats.passes or 0) >= 2
     assert stats.xbzrle_pages, stats
     try:
