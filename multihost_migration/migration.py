@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 import shutil
 import socket
 import threading
@@ -60,6 +61,16 @@ def _abort_quietly(session: SyncData, reason: str) -> None:
         session.abort(reason)
     except SyncError as err:
         log.warning("could not abort sync session %s: %s", session.session_id, err)
+
+
+_WAITED_FOR = re.compile(r"timed out after [\d.]+ s waiting for ([\w.:-]+(?:, [\w.:-]+)*)")
+
+
+def waited_for(reason: str) -> list[str]:
+    """The hosts a peer's SyncBarrierTimeout (as text, in its abort reason)
+    names as the ones it waited for in vain."""
+    found = _WAITED_FOR.search(reason)
+    return found.group(1).split(", ") if found else []
 
 
 class _MigrationProgress(Poller):
@@ -197,6 +208,10 @@ class MultihostMigration:
         self.login_timeout = params.get_float("login_timeout", 360.0)
         self.mig_timeout = params.get_float("mig_timeout", 300.0)
         self.sync_timeout = params.get_float("sync_timeout", 120.0)
+        # How long a host waits for its peer's start_work/check_work.  They
+        # bound each of their steps (logins, guest commands), several in a
+        # row; this only catches a peer stuck without a deadline.
+        self.work_timeout = params.get_float("work_timeout", 600.0)
         self.job_id = str(params.get("job_id", "mhm"))
         self._secret = str(params.get("sync_secret", ""))
         self._sync_port = params.get_int("sync_port", 13234)
@@ -263,11 +278,18 @@ class MultihostMigration:
     def _blame(self, err: BaseException) -> str:
         """For a local error: raise the peer's failure instead if that is
         what stopped this host's work (the verdict must carry it, not the
-        local symptom, a console gone); else the reason to tell the peers."""
+        local symptom, a console gone); else the reason to tell the peers.
+
+        A peer that gave up waiting for this host is the exception: what
+        this host was busy with is the story, so both go into the verdict."""
         peer = self._watch.fired
-        if peer is not None:
-            raise peer from err
-        return f"{type(err).__name__} on {self.hostid}: {err}"
+        if peer is None:
+            return f"{type(err).__name__} on {self.hostid}: {err}"
+        if self.hostid in waited_for(peer.reason):
+            raise MigrationError(f"{peer.host} gave up waiting for {self.hostid} "
+                                 f"({peer.reason}); {self.hostid} was still busy and got "
+                                 f"{type(err).__name__}: {err}") from err
+        raise peer from err
 
     # -- disks ----------------------------------------------------------------
 
@@ -489,14 +511,14 @@ class MultihostMigration:
                 self.prepare_vms(mig_data)
                 if start_work is not None:
                     start_work(mig_data)
-                ports = session.sync(None, timeout=self.login_timeout + timeout, tag="ports")
+                ports = session.sync(None, timeout=self.work_timeout + timeout, tag="ports")
                 mig_data.vm_ports = {k: int(v) for k, v in ports[mig_data.dst].items()}
                 self.migrate_vms_src(mig_data)
                 mig_data.stats = {vm.name: (vm.last_migration or vm.migration_stats()).as_dict()
                                   for vm in mig_data.vms}
             else:
                 ports = self.migrate_vms_dest(mig_data)
-                session.sync(ports, timeout=self.login_timeout + timeout, tag="ports")
+                session.sync(ports, timeout=self.work_timeout + timeout, tag="ports")
             # The destination waits here, not on QEMU: if the source fails it
             # aborts the session and this returns at once with its reason.
             states = session.sync(mig_data.stats or None,
@@ -511,7 +533,7 @@ class MultihostMigration:
                 self.check_vms_dst(mig_data)
                 if check_work is not None:
                     check_work(mig_data)
-            session.barrier("checked", timeout=self.login_timeout + timeout)
+            session.barrier("checked", timeout=self.work_timeout + timeout)
             self.post_migration(mig_data)
         except SyncAborted:
             raise
