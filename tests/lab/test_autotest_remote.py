@@ -7,8 +7,10 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -28,18 +30,43 @@ TEST_HOSTS = os.environ.get("MHM_TEST_HOSTS", "h1,h2").split(",")
 
 
 
+@contextmanager
+def no_qemu_left(hosts: list[str]) -> Iterator[None]:
+    """Asserts no QEMU runs on `hosts` before and after the block (those
+    left are killed first, so one test's leak does not fail the next)."""
+    assert qemu_pids(hosts) == [], f"QEMU running on {hosts} before the test"
+    yield
+    left = qemu_pids(hosts)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert left == [], f"QEMU left running on {hosts} after the test"
+
+
+def user_scenario_cfg(tmp_path: Path, name: str, source: str) -> Path:
+    """A user's scenario module `name`.py (from `source`) in tmp_path and a
+    cfg that selects it on the tiny guest, as a user would write them."""
+    (tmp_path / f"{name}.py").write_text(source)
+    cfg = tmp_path / "tests.cfg"
+    cfg.write_text(textwrap.dedent(f"""\
+        include {ROOT / 'cfg' / 'base.cfg'}
+        include {ROOT / 'cfg' / 'guests.cfg'}
+        only JeOS.mhm
+        variants:
+            - {name}:
+                type = {name}
+                scenario_dirs = {tmp_path}
+        """))
+    return cfg
+
+
 @pytest.fixture
 def guest_lab(inventory: Inventory) -> Iterator[Inventory]:
     """The lab with the guest built; asserts no QEMU outlives the test (on
     the hosts the test uses)."""
     subprocess.run([sys.executable, "-m", "multihost_migration.lab.cli", "guest", "build"],
                    check=True, timeout=300)
-    assert qemu_pids(TEST_HOSTS) == [], "QEMU running before the test"
-    yield inventory
-    left = qemu_pids(TEST_HOSTS)
-    for pid in left:
-        os.kill(pid, signal.SIGKILL)
-    assert left == [], "QEMU left running after the test"
+    with no_qemu_left(TEST_HOSTS):
+        yield inventory
 
 
 def run_autotest_remote(inv: Inventory, results: Path, *control_args: str,

@@ -7,15 +7,13 @@ without the abort watch h2 would sit out the command's deadline (minutes).
 from __future__ import annotations
 
 import json
-import textwrap
 import time
 from pathlib import Path
 
-from multihost_migration.lab.demo import ROOT
 from multihost_migration.lab.inventory import Inventory
 from multihost_migration.status import parse
 from tests.lab.test_autotest_remote import (TEST_HOSTS, guest_lab,  # noqa: F401
-                                            run_autotest_remote)
+                                            run_autotest_remote, user_scenario_cfg)
 
 SCENARIO = '''
 import time
@@ -52,17 +50,7 @@ def run(test, params, env):
 
 def test_a_busy_peer_stops_at_once_with_the_original_reason(guest_lab: Inventory,  # noqa: F811
                                                             tmp_path: Path) -> None:
-    (tmp_path / "busy_peer.py").write_text(SCENARIO)
-    cfg = tmp_path / "tests.cfg"
-    cfg.write_text(textwrap.dedent(f"""\
-        include {ROOT / 'cfg' / 'base.cfg'}
-        include {ROOT / 'cfg' / 'guests.cfg'}
-        only JeOS.mhm
-        variants:
-            - busy_peer:
-                type = busy_peer
-                scenario_dirs = {tmp_path}
-        """))
+    cfg = user_scenario_cfg(tmp_path, "busy_peer", SCENARIO)
     t0 = time.monotonic()
     proc = run_autotest_remote(guest_lab, tmp_path / "r", options=("--cfg", str(cfg)),
                                timeout=300)

@@ -10,10 +10,7 @@ destination checks it, so the same guest made the whole trip.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import textwrap
 import time
 from pathlib import Path
 from typing import Iterator
@@ -24,9 +21,9 @@ from multihost_migration.lab import lab
 from multihost_migration.lab.config import LabConfig
 from multihost_migration.lab.demo import ROOT, autotest_remote_argv
 from multihost_migration.lab.inventory import Inventory
-from multihost_migration.lab.lab import lab_qemu_pids
 from multihost_migration.status import parse
-from tests.lab.test_autotest_remote import guest_lab  # noqa: F401
+from tests.lab.test_autotest_remote import (guest_lab,  # noqa: F401
+                                            no_qemu_left, user_scenario_cfg)
 
 HOSTS = ["h1", "h2", "h3"]
 
@@ -70,30 +67,15 @@ def three_host_lab(guest_lab: Inventory, lab_config: LabConfig) -> Iterator[Inve
     if bigger:
         lab.up(LabConfig(hosts=len(HOSTS)))
     try:
-        inv = lab.load_inventory()
-        assert lab_qemu_pids(HOSTS) == [], "QEMU running before the test"
-        yield inv
-        left = lab_qemu_pids(HOSTS)
-        for pid in left:
-            os.kill(pid, signal.SIGKILL)
-        assert left == [], "QEMU left running after the test"
+        with no_qemu_left(HOSTS):
+            yield lab.load_inventory()
     finally:
         if bigger:
             lab.up(lab_config)
 
 
 def test_a_guest_travels_round_three_hosts(three_host_lab: Inventory, tmp_path: Path) -> None:
-    (tmp_path / "ring.py").write_text(SCENARIO)
-    cfg = tmp_path / "tests.cfg"
-    cfg.write_text(textwrap.dedent(f"""\
-        include {ROOT / 'cfg' / 'base.cfg'}
-        include {ROOT / 'cfg' / 'guests.cfg'}
-        only JeOS.mhm
-        variants:
-            - ring:
-                type = ring
-                scenario_dirs = {tmp_path}
-        """))
+    cfg = user_scenario_cfg(tmp_path, "ring", SCENARIO)
     argv = autotest_remote_argv(three_host_lab, tmp_path / "r", ROOT / "control.srv",
                                 ["all"], hosts=HOSTS)
     argv[argv.index(f"accel={three_host_lab.accel}")] = "accel=tcg"
