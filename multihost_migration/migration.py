@@ -39,11 +39,11 @@ from typing import Any, Callable, Optional, Sequence
 from multihost_migration.abort_watch import AbortWatch
 from multihost_migration.errors import ConfigError, MigrationError, SyncAborted, SyncError
 from multihost_migration.params import Params
+from multihost_migration.poller import Poller
 from multihost_migration.qemu.env import Env
 from multihost_migration.qemu.tls import make_tls_credentials
 from multihost_migration.qemu.vm import VM
 from multihost_migration import storage
-from multihost_migration.poller import Poller
 from multihost_migration.sync import SyncData, SyncServer
 
 log = logging.getLogger(__name__)

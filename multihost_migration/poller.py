@@ -1,9 +1,9 @@
 """A context manager that polls something in a daemon thread while a
 migration (or any other step) runs.
 
-    with MyPoller(...) as watch:     # the thread starts
+    with ConnectionCounter(pid, port) as counter:   # the thread starts
         vm.migrate(...)
-    watch.result                     # the thread has stopped
+    counter.most                                    # the thread has stopped
 
 Subclasses write `poll()`: one round, run every `interval` s (the first one
 after `interval` s); it returns False to end the thread early.  An exception
@@ -48,11 +48,6 @@ class Poller:
         if self._thread.is_alive():
             log.warning("%s: still in a round %.0f s after being told to stop",
                         self.name, self.join_timeout)
-
-    @property
-    def stopping(self) -> bool:
-        """True once __exit__ began: a long round may end early."""
-        return self._stop.is_set()
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

@@ -31,11 +31,11 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 from multihost_migration.guest.console import ConsoleSession
 from multihost_migration.migration import MigrationData, Work
 from multihost_migration.params import Params
+from multihost_migration.poller import Poller
 from multihost_migration.qemu.env import Env
 from multihost_migration.qemu.vm import VM, VMState
 from multihost_migration.scenarios.migration_integrity import IntegrityMigration
 from multihost_migration.verdicts import TestFail
-from multihost_migration.poller import Poller
 
 log = logging.getLogger(__name__)
 

@@ -28,12 +28,12 @@ from typing import Any, Iterable, Mapping, Optional
 
 from multihost_migration.migration import MigrationData
 from multihost_migration.params import Params
+from multihost_migration.poller import Poller
 from multihost_migration.qemu.env import Env
 from multihost_migration.qemu.vm import VM
 from multihost_migration.scenarios._datapath import (DatapathMigration, Evidence, ram_counter,
                                                      where)
 from multihost_migration.verdicts import TestFail
-from multihost_migration.poller import Poller
 
 SAMPLE_INTERVAL = 0.05
 TCP_TABLES = ("/proc/net/tcp", "/proc/net/tcp6")

@@ -42,11 +42,11 @@ from multihost_migration.errors import GuestCheckError, ShellCommandError
 from multihost_migration.guest.console import ConsoleSession
 from multihost_migration.migration import MigrationData
 from multihost_migration.params import Params
+from multihost_migration.poller import Poller
 from multihost_migration.qemu.env import Env
 from multihost_migration.qemu.vm import VM
 from multihost_migration.scenarios._datapath import DatapathMigration, Evidence, where
 from multihost_migration.verdicts import TestFail
-from multihost_migration.poller import Poller
 
 log = logging.getLogger(__name__)
 
