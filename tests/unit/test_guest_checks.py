@@ -11,23 +11,7 @@ from multihost_migration.guest.checks import (DiskPattern, HeartbeatRecord, Memo
                                               guest_downtime_ms, largest_gap,
                                               parse_heartbeat_line, parse_memcheck,
                                               read_heartbeat_log)
-from multihost_migration.guest.console import ConsoleSession
-
-
-class FakeShell(ConsoleSession):
-    """Answers commands from a table of (substring -> (status, output))."""
-
-    def __init__(self, answers: dict[str, tuple[int, str]]) -> None:
-        super().__init__("vm1", Path("/nonexistent"))
-        self.answers = answers
-        self.commands: list[str] = []
-
-    def cmd_status_output(self, command: str, timeout: float = 60.0) -> tuple[int, str]:
-        self.commands.append(command)
-        for key, answer in self.answers.items():
-            if key in command:
-                return answer
-        return 0, ""
+from tests.unit.fakes import FakeShell
 
 
 def test_memcheck_ok_bad_and_error() -> None:

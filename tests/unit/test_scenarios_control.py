@@ -11,7 +11,6 @@ import pytest
 
 from multihost_migration.errors import ConfigError, GuestCheckError, LabError
 from multihost_migration.guest.checks import HeartbeatRecord
-from multihost_migration.guest.console import ConsoleSession
 from multihost_migration.migration import MigrationData
 from multihost_migration.params import Params
 from multihost_migration.qemu.env import Env
@@ -26,6 +25,7 @@ from multihost_migration.scenarios.migration_downtime_speed import (
 from multihost_migration.scenarios.migration_firewall_block import (
     FirewallBlockMigration, PortBlock, longest_stall_ms, table_name)
 from multihost_migration.verdicts import TestFail
+from tests.unit.fakes import FakeShell
 
 MS = 1_000_000
 
@@ -297,22 +297,6 @@ def test_impossible_margin_fails() -> None:
 
 
 
-class Shell(ConsoleSession):
-    """Answers guest commands from a table of (substring -> (status, output))."""
-
-    def __init__(self, answers: dict[str, tuple[int, str]]) -> None:
-        super().__init__("vm1", Path("/nonexistent"))
-        self.answers = answers
-        self.commands: list[str] = []
-
-    def cmd_status_output(self, command: str, timeout: float = 60.0) -> tuple[int, str]:
-        self.commands.append(command)
-        for key, answer in self.answers.items():
-            if key in command:
-                return answer
-        return 0, ""
-
-
 class FakeVM:
     def __init__(self, status: str = "running", incoming: str = "failed",
                  memcheck: str = "MEMCHECK OK pages=4096 passes=9") -> None:
@@ -321,7 +305,7 @@ class FakeVM:
         self.incoming = incoming
         self.alive = True
         self.destroyed = False
-        self.shell = Shell({"mhm-memcheck": (0 if "OK" in memcheck else 1, memcheck),
+        self.shell = FakeShell({"mhm-memcheck": (0 if "OK" in memcheck else 1, memcheck),
                             "cat /tmp/mhm-memdirty.log": (0, "MEMDIRTY READY pages=4096")})
 
     def is_alive(self) -> bool:
@@ -333,7 +317,7 @@ class FakeVM:
     def log_tail(self) -> str:
         return "qemu-system-x86_64: load of migration failed: Input/output error\n"
 
-    def wait_for_login(self, timeout: float = 60.0) -> Shell:
+    def wait_for_login(self, timeout: float = 60.0) -> FakeShell:
         return self.shell
 
     def wait_for_migration_incoming(self, timeout: float = 300.0, check: bool = True) -> str:
