@@ -15,6 +15,12 @@ timeout, an abort, or a connection lost before close() ends the session for
 every host at once (SyncAborted names the host and the reason); hosts that
 join later get the same SyncAborted.  Close every SyncData (or use ``with``).
 
+Handshake (details in `wire`): hello (client nonce) -> welcome (server nonce)
+-> the client's first frame under the connection key, which covers both
+nonces.  Only that frame authenticates a connection: a replayed hello is closed
+by the server's handshake deadline (`handshake_timeout`, 5 s) with the silent
+and the incomplete connections.
+
 Modules: `wire` (frames, MACs, secrets), `session` (barrier bookkeeping, no
 I/O), `server` (selector loop in a thread), `client` (SyncData).
 Errors (multihost_migration.errors): SyncError > SyncTimeout >

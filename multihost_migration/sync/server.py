@@ -1,11 +1,13 @@
 """The sync server: one selector loop in a background thread.
 
 The loop never blocks on a peer: sockets are non-blocking, reads are bounded
-by the frame size limit, an unauthenticated connection must finish its hello
-within `handshake_timeout`, any started frame must be complete within
+by the frame size limit, an unauthenticated connection must finish its
+handshake within `handshake_timeout`, any started frame must be complete within
 `frame_timeout`, and replies queue in a bounded per-connection buffer.
-Unauthenticated connections beyond `max_pending` evict the oldest one, so a
-flood of idle connections cannot lock out real hosts.
+A connection counts as authenticated only once its first frame under the
+connection key verifies (a valid hello alone proves nothing: it may be a
+replay).  Unauthenticated connections beyond `max_pending` evict the oldest
+one, so a flood of idle or replayed connections cannot lock out real hosts.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ class _Conn:
         self.wbuf = bytearray()
         self.events = selectors.EVENT_READ
         self.key: Optional[bytes] = None  # None until the hello is verified
+        # Until the client's first frame under `key` verifies (None once it has):
+        # a hello replayed by someone without the secret never gets past this.
         self.handshake_deadline: Optional[float] = deadline
         self.partial_since: Optional[float] = None
         self.rx_seq = 0
@@ -255,7 +259,8 @@ class SyncServer:
         for conn in list(self._conns.values()):
             if conn.handshake_deadline is not None and now > conn.handshake_deadline:
                 self.stats["handshake_timeouts"] += 1
-                self._drop(conn, f"no hello within {self.handshake_timeout:.1f} s")
+                why = "no hello" if conn.key is None else "connection key not proven"
+                self._drop(conn, f"{why} within {self.handshake_timeout:.1f} s")
             elif conn.partial_since is not None and now - conn.partial_since > self.frame_timeout:
                 self.stats["frame_timeouts"] += 1
                 self._drop(conn, f"frame not completed within {self.frame_timeout:.1f} s")
@@ -300,6 +305,9 @@ class SyncServer:
             raise SyncProtocolError(conn.peer, f"frame #{conn.rx_seq} has a bad MAC "
                                                f"(forged or replayed)")
         conn.rx_seq += 1
+        if conn.handshake_deadline is not None:  # the client proved the connection key
+            conn.handshake_deadline = None
+            self._pending.pop(conn.sock.fileno(), None)
         msg = wire.decode_body(body, conn.peer)
         try:
             self._handle_message(conn, msg)
@@ -316,9 +324,9 @@ class SyncServer:
         client_nonce = wire.nonce_from(msg, conn.peer)
         server_nonce = secrets.token_bytes(wire.NONCE_SIZE)
         conn.key = wire.conn_key(self._secret, client_nonce, server_nonce)
-        conn.handshake_deadline = None
+        # Still pending: the hello may be a replay; only a frame under conn.key
+        # (which needs the secret and this server nonce) authenticates.
         conn.decoder.max_frame = self.max_frame
-        self._pending.pop(conn.sock.fileno(), None)
         reply = wire.encode_body({"op": "welcome", "v": wire.PROTOCOL_VERSION,
                                   "nonce": server_nonce.hex()})
         self._queue(conn, wire.pack(wire.welcome_mac(self._secret, client_nonce, reply), reply))

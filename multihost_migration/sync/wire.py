@@ -22,6 +22,12 @@ Keys and MAC inputs (all with the label ``mhm-sync-v1``):
   ``s2c`` and seq a per-direction counter from 0.  A frame captured in another
   job (other secret), another connection or session (other nonces), or earlier
   in the same connection (other seq) fails its MAC.
+
+The hello MAC covers only the client nonce, so a captured hello passes again
+when replayed; the server's fresh nonce is the challenge.  The server counts a
+connection as authenticated only once the client's first frame (its ``join``)
+verifies under K, which covers both nonces: a replayer without the secret
+cannot produce it, and its connection is closed at the handshake deadline.
 """
 
 from __future__ import annotations
