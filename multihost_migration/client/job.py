@@ -34,21 +34,15 @@ from multihost_migration.errors import ConfigError
 from multihost_migration.params import Params
 from multihost_migration.qemu.env import Env
 from multihost_migration.qemu.process import kill_all_started
+from multihost_migration.results_format import (MIGRATIONS_FILE, PROGRESS_PREFIX,
+                                                STATUS_PREFIX, MigrationRecord, redact, role_of,
+                                                write_migrations)
 from multihost_migration.status import StatusLog
 from multihost_migration.verdicts import Interrupted, exit_status, reason_of, status_of
 
 log = logging.getLogger("multihost_migration.client")
 
-STATUS_PREFIX = "MHM_STATUS\t"
-PROGRESS_PREFIX = "MHM_PROGRESS\t"
-SECRET_WORDS = ("secret", "password", "passwd", "ssh_pass", "token")
 BUILTIN_SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
-
-
-def redact(params: dict[str, Any]) -> dict[str, Any]:
-    """Params fit for result files: secrets and passwords replaced."""
-    return {k: ("<redacted>" if any(w in k.lower() for w in SECRET_WORDS) else v)
-            for k, v in params.items()}
 
 
 class ClientTest:
@@ -154,10 +148,10 @@ def run_job(params_file: Path, resultsdir: Path) -> int:
 
 
 def _write_migrations(resultsdir: Path, test: ClientTest) -> None:
-    records = [{"id": m.mig_id, "src": m.src, "dst": m.dst, "vms": m.vms_name,
-                "role": "src" if m.is_src() else "dst" if m.is_dst() else "none",
-                "stats": m.stats} for m in test.migrations]
-    (resultsdir / "migrations.json").write_text(json.dumps(records, indent=1))
+    write_migrations(resultsdir / MIGRATIONS_FILE, (
+        MigrationRecord(id=m.mig_id, src=m.src, dst=m.dst, vms=tuple(m.vms_name),
+                        role=role_of(m.is_src(), m.is_dst()), stats=m.stats)
+        for m in test.migrations))
 
 
 def main(argv: Optional[list[str]] = None) -> int:

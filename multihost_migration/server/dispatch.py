@@ -28,11 +28,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from multihost_migration.client.job import PROGRESS_PREFIX, STATUS_PREFIX, redact
 from multihost_migration.errors import ConfigError, MigrationTestError, RemoteError
 from multihost_migration.params import Params
 from multihost_migration.remote import RemoteHost, SshTarget
 from multihost_migration.report.progress import Progress
+from multihost_migration.results_format import (MIGRATIONS_FILE, PROGRESS_PREFIX,
+                                                STATUS_PREFIX, redact, source_records)
+# The cfg selection lives in selection.py; these names stay importable from
+# here for the callers that still look for them here (server/cli.py).
+from multihost_migration.server.selection import default_cfg as default_cfg
+from multihost_migration.server.selection import select_tests as select_tests
 from multihost_migration.status import SEVERITY, StatusLog, parse, worst
 
 log = logging.getLogger(__name__)
@@ -271,83 +276,4 @@ def _final_status(path: Path, streamed: list[str]) -> Optional[tuple[str, str]]:
 
 def _migrations(testdir: Path, hosts: Sequence[str]) -> list[dict[str, Any]]:
     """Every migration, once, from the source host's record."""
-    out = []
-    for host in hosts:
-        path = testdir / host / "migrations.json"
-        if not path.exists():
-            continue
-        try:
-            records = json.loads(path.read_text())
-        except ValueError:
-            continue
-        out += [r for r in records if r.get("role") == "src"]
-    return sorted(out, key=_migration_order)
-
-
-def _migration_order(record: dict[str, Any]) -> tuple[int, str]:
-    """mig1, mig2, ..., mig10 in the order they were started."""
-    mig_id = str(record.get("id", ""))
-    digits = mig_id[len(mig_id.rstrip("0123456789")):]
-    return (int(digits) if digits else 0, mig_id)
-
-
-def default_cfg(control: Path) -> Path:
-    """cfg/multi-host-tests.cfg beside the control file, else in the checkout."""
-    for root in (control.resolve().parent, Path(__file__).resolve().parents[2]):
-        candidate = root / "cfg" / "multi-host-tests.cfg"
-        if candidate.is_file():
-            return candidate
-    raise ConfigError(f"no cfg/multi-host-tests.cfg beside {control}; pass --cfg")
-
-
-def select_tests(cfg: Path, extra_lines: Sequence[str]) -> list[dict[str, Any]]:
-    """Parse the cfg plus extra lines ('only x', 'key = value'); refuse zero tests."""
-    tests = _parse(None, cfg, extra_lines)
-    if not tests:
-        raise ConfigError(explain_zero(cfg, extra_lines), filename=str(cfg))
-    return tests
-
-
-def _parse(text: Optional[str], cfg: Path, extra_lines: Sequence[str]) -> list[dict[str, Any]]:
-    from multihost_migration.cartesian import Parser
-    parser = Parser()
-    if text is None:
-        parser.parse_file(str(cfg))
-    else:
-        parser.parse_string(text)
-    for line in extra_lines:
-        parser.parse_string(line)
-    return list(parser.get_dicts())
-
-
-def explain_zero(cfg: Path, extra_lines: Sequence[str]) -> str:
-    """Which top-level `only`/`no` filter takes the selection to zero tests.
-
-    The cfg is re-read with its top-level filters taken out (includes made
-    absolute), then the filters are put back one by one, in order.
-    """
-    body, filters = [], []
-    for number, line in enumerate(cfg.read_text().splitlines(), 1):
-        stripped = line.strip()
-        if line.startswith("include "):
-            target = (cfg.parent / line.split(None, 1)[1].strip()).resolve()
-            body.append(f"include {target}")
-        elif line[:1] not in (" ", "\t") and stripped.startswith(("only ", "no ")):
-            filters.append((f"{cfg.name}:{number}", stripped))
-        else:
-            body.append(line)
-    filters += [("command line", line) for line in extra_lines
-                if line.startswith(("only ", "no "))]
-    assignments = [line for line in extra_lines if not line.startswith(("only ", "no "))]
-    text = "\n".join(body) + "\n"
-    before = len(_parse(text, cfg, assignments))
-    if before == 0:
-        return "the cfg defines no test even before its only/no filters"
-    for i, (where, line) in enumerate(filters):
-        count = len(_parse(text + "\n".join(f for _, f in filters[:i + 1]) + "\n", cfg,
-                           assignments))
-        if count == 0:
-            return (f"the filters select zero tests: `{line}` ({where}) removed the "
-                    f"last {before} test(s) left by the filters before it")
-        before = count
-    return "the filters select zero tests (no single filter is to blame)"
+    return [r.to_json() for r in source_records(testdir / h / MIGRATIONS_FILE for h in hosts)]

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Sequence
 
-from multihost_migration.server.dispatch import CfgTestRunner, resolve, select_tests
+from multihost_migration.server.dispatch import CfgTestRunner, resolve
+from multihost_migration.server.selection import select_tests
 from multihost_migration.errors import ConfigError
 from multihost_migration.remote import RemoteHost, SshTarget
 from multihost_migration.server.install import ensure_client
