@@ -6,6 +6,7 @@ unknown keys is an explicit choice (`accept_unknown_host_key=True`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -14,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional, Tuple
 
 import paramiko
 
@@ -176,27 +177,103 @@ class RemoteHost:
             raise RemoteCommandError(self.name, command, status, out + err)
         return result
 
-    def put(self, local: Path, remote: str) -> None:
-        with self.client.open_sftp() as sftp:
-            sftp.put(str(local), remote)
+    def put(self, local: Path, remote: str, timeout: float = 300.0) -> None:
+        """Copy one file to the host; RemoteTimeout after `timeout` seconds."""
+        with self._sftp(timeout, f"copying {local} to {remote}") as (sftp, check):
+            sftp.put(str(local), remote, callback=check)
 
-    def get_tree(self, remote: str, local: Path) -> int:
-        """Copy a remote directory tree; returns the number of files."""
+    def get_tree(self, remote: str, local: Path, timeout: float = 600.0) -> int:
+        """Copy a remote directory tree into `local`; returns the number of files.
+
+        Only plain names are written, inside `local`: a name with a slash, "",
+        "." or "..", a remote symlink or special file, or a local symlink in
+        the way is skipped with a warning.  RemoteTimeout after `timeout` s.
+        """
         count = 0
-        with self.client.open_sftp() as sftp:
+        with self._sftp(timeout, f"copying {remote} to {local}") as (sftp, check):
             stack = [(PurePosixPath(remote), local)]
             while stack:
                 rdir, ldir = stack.pop()
                 ldir.mkdir(parents=True, exist_ok=True)
                 for entry in sftp.listdir_attr(str(rdir)):
-                    rpath, lpath = rdir / entry.filename, ldir / entry.filename
-                    mode = entry.st_mode or 0
+                    check()
+                    lpath = self._confined(ldir, rdir, entry)
+                    if lpath is None:
+                        continue
+                    rpath, mode = rdir / entry.filename, entry.st_mode or 0
                     if stat.S_ISDIR(mode):
                         stack.append((rpath, lpath))
-                    elif stat.S_ISREG(mode):
-                        sftp.get(str(rpath), str(lpath))
+                    else:
+                        sftp.get(str(rpath), str(lpath), callback=check)
                         count += 1
         return count
+
+    def _confined(self, ldir: Path, rdir: PurePosixPath,
+                  entry: paramiko.SFTPAttributes) -> Optional[Path]:
+        """Where `entry` of `rdir` goes in `ldir`, or None (warned) if nowhere."""
+        name, mode = entry.filename, entry.st_mode or 0
+        if name in ("", ".", "..") or "/" in name or "\0" in name:
+            why = "not a plain file name"
+        elif not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+            why = f"not a regular file or directory (mode {mode:o})"
+        elif (ldir / name).is_symlink():
+            why = f"{ldir / name} is a local symlink"
+        else:
+            return ldir / name
+        log.warning("%s: not copied: %r in %s: %s", self.name, name, str(rdir), why)
+        return None
+
+    @contextlib.contextmanager
+    def _sftp(self, timeout: float,
+              what: str) -> Iterator[Tuple[paramiko.SFTPClient, Callable[..., None]]]:
+        """An SFTP session that ends with RemoteTimeout `timeout` s from now.
+
+        A timer closes the channel at the deadline, which ends any wait on it
+        (a hung host answers nothing); `check` raises once the deadline passed.
+        """
+        deadline = time.monotonic() + timeout
+        expired = threading.Event()
+
+        def timed_out() -> RemoteTimeout:
+            return RemoteTimeout(f"{self.name}: {what} did not finish within {timeout:g} s")
+
+        transport = self.client.get_transport()
+        if transport is None or not transport.is_active():
+            raise RemoteError(f"{self.name}: SSH connection is closed")
+        try:
+            chan = transport.open_session(timeout=timeout)
+        except (paramiko.SSHException, OSError) as err:
+            if time.monotonic() >= deadline:
+                raise timed_out() from err
+            raise RemoteError(f"{self.name}: cannot open an SSH channel: {err}") from err
+
+        def expire() -> None:
+            expired.set()
+            chan.close()
+
+        def check(*_progress: int) -> None:
+            if time.monotonic() >= deadline:
+                expire()
+                raise timed_out()
+
+        timer = threading.Timer(max(deadline - time.monotonic(), 0.0), expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            chan.settimeout(timeout)
+            chan.invoke_subsystem("sftp")
+            sftp = paramiko.SFTPClient(chan)
+            try:
+                yield sftp, check
+            finally:
+                sftp.close()
+        except (OSError, EOFError, paramiko.SSHException) as err:
+            if expired.is_set() or time.monotonic() >= deadline:
+                raise timed_out() from err
+            raise
+        finally:
+            timer.cancel()
+            chan.close()
 
 
 def _collect(chan: paramiko.Channel, deadline: float,
