@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from multihost_migration.errors import ReportError
+from multihost_migration.results_format import MigrationRecord
 from multihost_migration.status import SEVERITY, worst
 
 log = logging.getLogger(__name__)
@@ -115,12 +116,13 @@ class Migration:
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> "Migration":
-        stats = _dict(raw.get("stats"))
-        return cls(id=_str(raw.get("id"), "?"), src=_str(raw.get("src"), "?"),
-                   dst=_str(raw.get("dst"), "?"), vms=_strs(raw.get("vms")),
-                   role=_str(raw.get("role")),
+        """An entry of results.json's `migrations`: a migrations.json record
+        (results_format.MigrationRecord), each VM's statistics parsed."""
+        record = MigrationRecord.from_json(raw)
+        return cls(id=record.id, src=record.src, dst=record.dst, vms=record.vms,
+                   role=record.role,
                    stats=tuple(VMStats.from_json(str(vm), _dict(s))
-                               for vm, s in stats.items()))
+                               for vm, s in record.stats.items()))
 
 
 @dataclass(frozen=True)
