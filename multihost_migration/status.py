@@ -21,14 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional, TextIO
 
-# Worst first: END takes the most severe status seen inside the group.
-SEVERITY = ["ABORT", "ERROR", "FAIL", "WARN", "TEST_NA", "GOOD"]
-STATUSES = frozenset(SEVERITY + ["START", "INFO", "ALERT", "NOSTATUS"])
+# The vocabulary (worst first: END takes the most severe status inside the
+# group) lives in verdicts.py; re-exported here for the writers and readers.
+from multihost_migration.verdicts import SEVERITY, STATUSES, worst
 
-
-def worst(*statuses: str) -> str:
-    ranked = [s for s in statuses if s in SEVERITY]
-    return min(ranked, key=SEVERITY.index) if ranked else "GOOD"
+__all__ = ["SEVERITY", "STATUSES", "worst", "format_line", "parse", "StatusEntry", "StatusLog"]
 
 
 def format_line(indent: int, status: str, subdir: Optional[str], operation: Optional[str],

@@ -1,30 +1,91 @@
-"""Test verdicts a scenario may raise on purpose.
+"""The verdict vocabulary, in one place: statuses, their order, what passes,
+what each error means, and the exit status of a run.
 
-Library code never raises these (it raises MigrationTestError subclasses);
-the client job maps everything to autotest statuses:
+The rule for verdict classes (README, "Verdicts"), applied by the client
+job, the controller, preflight, the control file, JUnit, HTML and the exit
+status alike:
 
-    passed, MultihostMigration.warn -> WARN (passed; the reason says what to look at)
-    TestFail / MigrationTestError   -> FAIL
-    TestNAError                     -> TEST_NA
-    ConfigError, any other error    -> ERROR
-    interruption (signal, Ctrl-C)   -> ABORT
+    GOOD     every check passed
+    WARN     passed, with something the user must look at (MultihostMigration.warn)
+    TEST_NA  the hosts or the guest lack a capability the test needs (named)
+    FAIL     a check of the guest or of the migration failed, also when a
+             fault during the test caused it (a QEMU killed, hosts partitioned)
+    ERROR    the test could not run as configured: bad configuration,
+             unreachable or unusable hosts at the start, a host that became
+             unresponsive, programs or images the suite needs missing, an odd
+             machine left without a partner, the suite's own faults
+    ABORT    interrupted (signal, Ctrl-C)
+
+Library code never raises the test verdicts below (it raises
+MigrationTestError subclasses); `status_of` maps any exception to a status.
 """
 
 from __future__ import annotations
 
-from multihost_migration.errors import ConfigError, MigrationTestError
+from multihost_migration.errors import (ClientInstallError, ConfigError, LabError,
+                                        MigrationTestError, RemoteError, ReportError,
+                                        StorageError, WheelhouseError)
+
+# Worst first: a group's (or a run's) verdict is the most severe one inside it.
+SEVERITY: tuple[str, ...] = ("ABORT", "ERROR", "FAIL", "WARN", "TEST_NA", "GOOD")
+#: The test passed (WARN: with a notice).
+PASSING = frozenset({"GOOD", "WARN"})
+#: Something a reader must look at (highlighted in reports).
+NOTABLE = frozenset({"ABORT", "ERROR", "FAIL", "WARN"})
+#: Statuses a status.log line may carry besides the verdicts.
+STATUSES = frozenset(SEVERITY) | {"START", "INFO", "ALERT", "NOSTATUS"}
+
+#: Exit status of a job (client or autotest-remote) by its worst verdict.
+EXIT_STATUS = {"GOOD": 0, "WARN": 0, "TEST_NA": 0, "FAIL": 1, "ERROR": 2, "ABORT": 130}
+
+#: Errors that mean "could not run as configured", not "a check failed".
+_SETUP_ERRORS = (ConfigError, LabError, RemoteError, StorageError, WheelhouseError,
+                 ClientInstallError, ReportError)
 
 
-class TestFail(Exception):
-    """The scenario's check failed."""
+def worst(*statuses: str) -> str:
+    """The most severe of `statuses` (unknown ones ignored); GOOD for none."""
+    ranked = [s for s in statuses if s in SEVERITY]
+    return min(ranked, key=SEVERITY.index) if ranked else "GOOD"
+
+
+def passed(status: str) -> bool:
+    return status in PASSING
+
+
+class TestBaseException(Exception):
+    """Root of the verdicts a scenario (or a control file) raises on purpose."""
 
     __test__ = False  # not a pytest test class
+    status = "ERROR"
 
 
-class TestNAError(Exception):
-    """The scenario cannot run here (missing feature); not a failure."""
+class TestError(TestBaseException):
+    """The test could not run (its own setup failed)."""
 
     __test__ = False
+    status = "ERROR"
+
+
+class TestFail(TestBaseException):
+    """The scenario's check failed."""
+
+    __test__ = False
+    status = "FAIL"
+
+
+class TestNAError(TestBaseException):
+    """The scenario cannot run here (missing capability, named); not a failure."""
+
+    __test__ = False
+    status = "TEST_NA"
+
+
+class TestWarn(TestBaseException):
+    """Passed with something to look at."""
+
+    __test__ = False
+    status = "WARN"
 
 
 class Interrupted(BaseException):
@@ -32,24 +93,25 @@ class Interrupted(BaseException):
 
 
 def status_of(err: BaseException) -> str:
+    """The verdict an exception that ended a test stands for."""
     if isinstance(err, (Interrupted, KeyboardInterrupt)):
         return "ABORT"
-    if isinstance(err, TestNAError):
-        return "TEST_NA"
-    if isinstance(err, ConfigError):
+    if isinstance(err, TestBaseException):
+        return err.status
+    if isinstance(err, _SETUP_ERRORS):
         return "ERROR"
-    if isinstance(err, (TestFail, MigrationTestError)):
+    if isinstance(err, MigrationTestError):
         return "FAIL"
     return "ERROR"
 
 
 def reason_of(err: BaseException) -> str:
     text = str(err) or type(err).__name__
-    if isinstance(err, (TestFail, TestNAError, MigrationTestError)):
+    if isinstance(err, (TestBaseException, MigrationTestError)):
         return text
     return f"{type(err).__name__}: {text}"
 
 
 def exit_status(verdict: str) -> int:
-    """A job's exit status: 0 passed (GOOD, WARN), 130 interrupted, 1 else."""
-    return {"GOOD": 0, "WARN": 0, "ABORT": 130}.get(verdict, 1)
+    """0 GOOD/WARN/TEST_NA, 1 FAIL, 2 ERROR (and anything unknown), 130 ABORT."""
+    return EXIT_STATUS.get(verdict, 2)

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 from urllib.parse import quote
 
+from multihost_migration.verdicts import PASSING
+
 from multihost_migration.report.migration_html import migrations_html
 from multihost_migration.report.model import Results, TestResult, load_results
 from multihost_migration.report.statuslog import (STATUS_FILE, StatusLine, anchor,
@@ -113,7 +115,7 @@ def _hosts_html(test: TestResult) -> str:
     if not test.host_results:
         return '<p class="muted">no per-host results</p>'
     rows = "".join(
-        f'<tr class="{"" if h.status in ("GOOD", "WARN") else "bad"}">'
+        f'<tr class="{"" if h.status in PASSING else "bad"}">'
         f"<td>{escape(h.host)}</td><td>{_verdict(h.status)}</td>"
         f'<td class="host-reason">{escape(h.reason)}</td></tr>' for h in test.host_results)
     return f"<table><tr><th>host</th><th>verdict</th><th>reason</th></tr>{rows}</table>"

@@ -22,13 +22,14 @@ from pathlib import Path
 from typing import Optional
 
 from multihost_migration.report.model import Results, TestResult, load_results
+from multihost_migration.verdicts import PASSING
 
 log = logging.getLogger(__name__)
 
 JUNIT_FILE = "junit.xml"
 FAILURE_STATUSES = frozenset({"FAIL"})
 SKIPPED_STATUSES = frozenset({"TEST_NA"})
-PASSED_STATUSES = frozenset({"GOOD", "WARN"})
+PASSED_STATUSES = PASSING
 
 
 # Characters XML 1.0 cannot carry (console output has escape sequences).

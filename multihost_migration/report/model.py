@@ -16,12 +16,11 @@ from typing import Any, Mapping, Optional
 
 from multihost_migration.errors import ReportError
 from multihost_migration.results_format import MigrationRecord
-from multihost_migration.status import SEVERITY, worst
+from multihost_migration.verdicts import PASSING, SEVERITY, worst
 
 log = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.json"
-PASSING = frozenset({"GOOD", "WARN"})
 
 
 def _num(value: Any) -> Optional[float]:

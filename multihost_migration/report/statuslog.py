@@ -14,9 +14,10 @@ from typing import Sequence
 
 from multihost_migration.report.model import TestResult
 from multihost_migration.status import StatusEntry, parse
+from multihost_migration.verdicts import NOTABLE, SEVERITY
 
 STATUS_FILE = "status.log"
-BAD = frozenset({"FAIL", "ERROR", "ABORT", "WARN"})
+BAD = NOTABLE
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,14 @@ def lines_of(lines: Sequence[StatusLine], test: TestResult) -> list[StatusLine]:
 
 def failure_lines(lines: Sequence[StatusLine], test: TestResult) -> list[StatusLine]:
     return [line for line in lines_of(lines, test) if line.is_failure]
+
+
+def verdict_records(text: str) -> list[tuple[str, str]]:
+    """(name, status) of every test verdict in a status.log text: the verdict
+    lines of tests and of failures before any test (JUnit's testcases); not
+    the hosts' own lines (`test/host`), not START/END of groups."""
+    return [(e.subdir, e.status) for e in parse(text)
+            if e.status in SEVERITY and e.subdir not in ("", "----") and "/" not in e.subdir]
 
 
 def anchor(line: StatusLine) -> str:

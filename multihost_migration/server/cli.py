@@ -23,7 +23,7 @@ from multihost_migration.remote import SshTarget, default_known_hosts
 from multihost_migration.server.control_env import AutoservError, namespace
 from multihost_migration.server.job import JobOptions, ServerJob
 from multihost_migration.status import parse
-from multihost_migration.verdicts import exit_status
+from multihost_migration.verdicts import exit_status, reason_of, status_of
 
 log = logging.getLogger("autotest-remote")
 
@@ -89,11 +89,16 @@ def options_from(args: argparse.Namespace) -> JobOptions:
     if not args.control.is_file():
         raise ConfigError(f"control file {args.control} not found")
     machines = parse_machines(args.machines, args.machines_file)
-    resultdir = args.results or Path("results") / datetime.datetime.now().strftime(
-        "%Y-%m-%d-%H%M%S")
-    if resultdir.exists() and any(resultdir.iterdir()) and not args.overwrite:
-        raise ConfigError(f"results directory {resultdir} exists and is not empty; "
-                          "pass --overwrite or choose another -r")
+    if args.results is None:
+        resultdir = new_results_dir(Path("results"))
+    else:
+        resultdir = args.results
+        if resultdir.exists() and any(resultdir.iterdir()) and not args.overwrite:
+            raise ConfigError(f"results directory {resultdir} exists and is not empty; "
+                              "pass --overwrite or choose another -r")
+    for option, path in (("--ssh-key", args.ssh_key), ("--known-hosts", args.known_hosts)):
+        if path is not None and not Path(path).is_file():
+            raise ConfigError(f"{option} {path}: no such file")
     control_args = args.args.split() + [a for a in args.control_args if a != "--"]
     ssh = {"user": args.ssh_user, "port": args.ssh_port, "key_filename": args.ssh_key,
            "password": args.ssh_pass,
@@ -103,6 +108,34 @@ def options_from(args: argparse.Namespace) -> JobOptions:
                       machines=machines, args=control_args, ssh_defaults=ssh,
                       remote_python=args.remote_python, verbose=args.verbose,
                       cfg=args.cfg.resolve() if args.cfg else None)
+
+
+def new_results_dir(root: Path, now: Optional[datetime.datetime] = None) -> Path:
+    """A fresh results/<timestamp>[.N] directory, created here (atomically, so
+    two runs started in the same second never share one); results/latest
+    points at it."""
+    stamp = (now or datetime.datetime.now()).strftime("%Y-%m-%d-%H%M%S")
+    root.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 1000):
+        candidate = root / (stamp if n == 1 else f"{stamp}.{n}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        _point_latest(root, candidate.name)
+        return candidate
+    raise ConfigError(f"{root}: 999 results directories named {stamp}*; pass -r")
+
+
+def _point_latest(root: Path, name: str) -> None:
+    """Replace results/latest with a link to `name`, atomically."""
+    tmp = root / f".latest.{os.getpid()}"
+    try:
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(name)
+        os.replace(tmp, root / "latest")
+    except OSError as err:   # a link is a convenience, the results are what matter
+        log.warning("could not point %s/latest at %s: %s", root, name, err)
 
 
 def _write_keyval(path: Path, values: dict[str, Any]) -> None:
@@ -180,11 +213,11 @@ def run_job(options: JobOptions) -> int:
     with job.status.group(None, None):
         try:
             exec(code, namespace(job))  # the control file is the user's own program
-        except AutoservError as err:
-            job.record("ERROR" if type(err).__name__ == "JobError" else "FAIL",
-                       None, None, str(err))
-        except MigrationTestError as err:
-            job.record("ERROR", None, None, str(err))
+        except Exception as err:  # the control file is a program: report, don't crash
+            status = "ERROR" if isinstance(err, AutoservError) else status_of(err)
+            log.debug("control file failed", exc_info=True)
+            job.record_setup_failure("control file", "", options.machines,
+                                     f"{options.control.name}: {reason_of(err)}", status=status)
     _write_keyval(options.resultdir / "keyval", {"job_finished": int(time.time())})
     (options.resultdir / "results.json").write_text(json.dumps(
         {"job": {"machines": options.machines, "started": started, "finished": time.time(),
@@ -195,6 +228,8 @@ def run_job(options: JobOptions) -> int:
     verdict = final.replace("END ", "")
     job.progress.summary(job.tests)
     print(f"\nresults: {options.resultdir}\nverdict: {verdict}", flush=True)
+    if job.tests and all(t.get("status") == "TEST_NA" for t in job.tests):
+        print("nothing ran: every test was TEST_NA (see the reasons above)", flush=True)
     return exit_status(verdict)
 
 

@@ -11,26 +11,15 @@ from typing import Any, Sequence
 
 from multihost_migration.remote import RemoteHost, SshTarget
 from multihost_migration.server.job import ServerJob
+from multihost_migration.verdicts import TestError, TestFail, TestNAError, TestWarn
 
 
 class AutoservError(Exception):
-    """Base of the errors a control file may raise."""
+    """Base of the job-level errors a control file may raise (verdict ERROR)."""
 
 
 class JobError(AutoservError):
     """The job cannot run (bad machines, bad arguments)."""
-
-
-class TestError(AutoservError):
-    __test__ = False
-
-
-class TestFail(TestError):
-    __test__ = False
-
-
-class TestNAError(TestError):
-    __test__ = False
 
 
 class AutoservRunError(AutoservError):
@@ -41,8 +30,10 @@ class AutoservSSHTimeout(AutoservError):
     pass
 
 
+# The test verdicts are the suite's own (verdicts.py): one vocabulary.
 ERRORS = {cls.__name__: cls for cls in (AutoservError, JobError, TestError, TestFail,
-                                         TestNAError, AutoservRunError, AutoservSSHTimeout)}
+                                         TestNAError, TestWarn, AutoservRunError,
+                                         AutoservSSHTimeout)}
 
 
 def form_ntuples_from_machines(machines: Sequence[str], n: int = 2

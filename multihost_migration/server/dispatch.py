@@ -222,8 +222,14 @@ class CfgTestRunner:
         outcome.status_lines = (localdir / "status.log").read_text().splitlines() \
             if (localdir / "status.log").exists() else lines
         if final is None:
-            outcome.status = "ERROR"
-            outcome.reason = (f"client job exited {result.exit_status} without a verdict; "
+            # Killed from outside (a signal) is a fault during the test: FAIL;
+            # exiting on its own without a verdict is the suite's fault: ERROR.
+            killed = result.exit_status < 0 or result.exit_status >= 128
+            how = ("was killed (no exit status: a signal)" if result.exit_status < 0 else
+                   f"was killed (exit status {result.exit_status})" if killed else
+                   f"exited {result.exit_status}")
+            outcome.status = "FAIL" if killed else "ERROR"
+            outcome.reason = (f"client job on {host} {how} without a verdict; "
                               f"output:\n{result.stdout[-1500:]}")
         else:
             outcome.status, outcome.reason = final

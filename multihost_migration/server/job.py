@@ -21,7 +21,7 @@ from multihost_migration.errors import ConfigError
 from multihost_migration.remote import SshTarget
 from multihost_migration.report.progress import Progress
 from multihost_migration.status import StatusLog
-from multihost_migration.verdicts import reason_of, status_of
+from multihost_migration.verdicts import PASSING, reason_of, status_of
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,20 @@ class ServerJob:
         with self._tests_lock:
             self.tests.append(entry)
 
+    def record_setup_failure(self, name: str, group: str, hosts: Sequence[str],
+                             reason: str, logdir: Optional[Path] = None,
+                             status: str = "ERROR") -> None:
+        """A failure before any test ran (pairing, SSH, install, preflight, the
+        control file): a status.log verdict line *and* a results.json entry, so
+        that JUnit shows it as a testcase instead of an empty, green run."""
+        self.record(status, name, "setup", reason)
+        self.add_test_result({
+            "name": name, "group": group, "hosts": list(hosts), "status": status,
+            "reason": reason, "duration": 0.0, "setup": True,
+            "logdir": str(logdir or self.resultdir / "debug"),
+            "host_results": {h: {"status": status, "reason": reason} for h in hosts},
+            "migrations": []})
+
     # -- the control file API ---------------------------------------------------
 
     def record(self, status: str, subdir: Optional[str], operation: Optional[str],
@@ -102,8 +116,10 @@ class ServerJob:
                 cls(self, outputdir, tagged).run_once(**dargs)
             except Exception as err:
                 log.debug("%s", traceback.format_exc())
-                self.record(status_of(err), tagged, tagged, reason_of(err))
-        return all(s in ("GOOD", "WARN") for s in group.statuses)
+                machines = [str(m) for m in dargs.get("machines", ())]
+                self.record_setup_failure(tagged, tagged, machines, reason_of(err),
+                                          logdir=outputdir, status=status_of(err))
+        return all(s in PASSING for s in group.statuses)
 
     def _load_test(self, name: str) -> type[ServerTest]:
         if not name.isidentifier():

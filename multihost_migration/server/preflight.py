@@ -78,6 +78,9 @@ class Preflight:
                 t.start()
             for t in threads:
                 t.join(120)
+            answered = {c.host for c in self.checks if c.name == "ssh"}
+            for host in set(self.targets) - answered:
+                self.add(host, "ssh", False, "no answer within 120 s")
             if len(self._remotes) == len(self.targets):
                 self._shared_storage()
                 self._connectivity()
@@ -122,6 +125,9 @@ class Preflight:
             remote.connect()
         except MigrationTestError as err:
             self.add(host, "ssh", False, str(err))
+            return
+        except Exception as err:  # e.g. an unreadable key file: a failed check, not lost
+            self.add(host, "ssh", False, f"{type(err).__name__}: {err}")
             return
         with self._lock:
             self._remotes[host] = remote

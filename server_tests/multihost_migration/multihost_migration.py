@@ -7,17 +7,18 @@ from typing import Optional, Sequence
 
 from multihost_migration.server.dispatch import CfgTestRunner, resolve
 from multihost_migration.server.selection import select_tests
-from multihost_migration.errors import ConfigError
+from multihost_migration.errors import ConfigError, RemoteError
 from multihost_migration.remote import RemoteHost, SshTarget
 from multihost_migration.server.install import ensure_client
 from multihost_migration.server.job import ServerTest
 from multihost_migration.server.preflight import Preflight
+from multihost_migration.verdicts import reason_of
 
 CFG = Path(__file__).resolve().parents[2] / "cfg" / "multi-host-tests.cfg"
 
 
 class multihost_migration(ServerTest):  # noqa: N801 - autotest names tests by module
-    def _install(self, targets: dict[str, SshTarget]) -> str:
+    def _install(self, targets: dict[str, SshTarget]) -> Optional[str]:
         """The suite, at this controller's version, on every host; its python."""
         wheelhouse = self.job.wheelhouse()
 
@@ -27,12 +28,34 @@ class multihost_migration(ServerTest):  # noqa: N801 - autotest names tests by m
                 return ensure_client(remote, wheelhouse)
 
         pythons = self.job.parallel_simple(install, list(targets), return_results=True) or []
-        for host, result in zip(targets, pythons):
-            if isinstance(result, BaseException):
-                raise result
+        failed = [(host, result) for host, result in zip(targets, pythons)
+                  if isinstance(result, BaseException)]
+        for host, err in failed:   # every host's failure, not only the first
+            self._setup_failure(host, "client install", reason_of(err))
+        if failed:
+            return None
         if len(set(pythons)) != 1:
             raise ConfigError(f"hosts got different client paths: {pythons}")
         return str(pythons[0])
+
+    def _setup_failure(self, host: str, phase: str, reason: str) -> None:
+        """One JUnit error testcase per host that failed before any test."""
+        self.job.record_setup_failure(f"{host}: {phase}", self.tagged_testname, [host],
+                                      reason, logdir=self.job.resultdir / "debug")
+
+    def _preflight_failed(self, checks: Preflight, hosts: Sequence[str]) -> None:
+        by_host: dict[str, list[str]] = {}
+        for check in checks.failures:
+            self.job.progress.message(f"preflight: {check.line()}")
+            # A host's own problem names the host; the cfg's concerns the group.
+            concerned = check.host if check.host in hosts else "params"
+            by_host.setdefault(concerned, []).append(
+                f"{check.host} {check.name}: {check.detail}")
+        for concerned, problems in by_host.items():
+            self.job.record_setup_failure(
+                f"{concerned}: preflight", self.tagged_testname,
+                [concerned] if concerned in hosts else list(hosts),
+                "preflight failed: " + "; ".join(problems), logdir=self.outputdir)
 
     def run_once(self, machines: Sequence[str], extra_lines: Sequence[str] = (),
                  cfg: Optional[str] = None) -> None:
@@ -47,9 +70,18 @@ class multihost_migration(ServerTest):  # noqa: N801 - autotest names tests by m
         for machine in machines:
             target = self.job.ssh_target(machine)
             targets[target.hostname] = target
-        addresses = {h: resolve(t.hostname) for h, t in targets.items()}
+        addresses = {}
+        for host, target in targets.items():
+            try:
+                addresses[host] = resolve(target.hostname)
+            except RemoteError as err:
+                self._setup_failure(host, "address", str(err))
+        if len(addresses) < len(targets):
+            return
         progress = self.job.progress
         remote_python = options.remote_python or self._install(targets)
+        if remote_python is None:
+            return
         for host in targets:
             progress.phase(self.tagged_testname, host, "preflight")
         checks = Preflight(targets, tests[0], remote_python, addresses)
@@ -57,11 +89,7 @@ class multihost_migration(ServerTest):  # noqa: N801 - autotest names tests by m
         (self.outputdir / "preflight.txt").write_text(
             "\n".join(c.line() for c in checks.checks) + "\n")
         if checks.failures:
-            for check in checks.failures:
-                progress.message(f"preflight: {check.line()}")
-            self.job.record("FAIL", self.tagged_testname, "preflight",
-                            "preflight failed: " + "; ".join(
-                                f"{c.host} {c.name}: {c.detail}" for c in checks.failures))
+            self._preflight_failed(checks, list(targets))
             return
         progress.message(f"preflight on {','.join(targets)}: {len(checks.checks)} checks passed")
         runner = CfgTestRunner(self.job.status, self.outputdir, targets,

@@ -75,6 +75,7 @@ def test_multihost_migration_warn_records_on_the_test(caplog: pytest.LogCaptureF
 
 
 @pytest.mark.parametrize("verdict,code", [("GOOD", 0), ("WARN", 0), ("FAIL", 1),
-                                          ("ERROR", 1), ("TEST_NA", 1), ("ABORT", 130)])
+                                          ("ERROR", 2), ("TEST_NA", 0), ("ABORT", 130),
+                                          ("NOSUCH", 2)])
 def test_exit_status(verdict: str, code: int) -> None:
     assert exit_status(verdict) == code
