@@ -43,6 +43,9 @@ from multihost_migration.status import SEVERITY, StatusLog, parse, worst
 log = logging.getLogger(__name__)
 
 DEFAULT_TEST_TIMEOUT = 1800.0
+# After test_timeout, how long a host's thread may still copy results back and
+# clean up (bounded SFTP, kill, rm) before the controller stops waiting for it.
+JOIN_GRACE = 900.0
 
 
 
@@ -118,8 +121,17 @@ class CfgTestRunner:
         start = time.monotonic()
         for t in threads:
             t.start()
-        for t in threads:
-            t.join()
+        # Bounded: a host whose thread outlives its test timeout (a call stuck
+        # on a frozen host) is reported, not waited for (its thread is a daemon).
+        join_deadline = start + timeout + JOIN_GRACE
+        for host, t in zip(self.hosts, threads):
+            t.join(max(join_deadline - time.monotonic(), 0.0))
+            if t.is_alive():
+                log.error("%s: client thread still running %.0f s after the test "
+                          "timeout; not waiting for it", host, JOIN_GRACE)
+                outcomes[host] = HostOutcome(host, "ERROR", (
+                    f"host {host} did not finish within test_timeout {timeout:g} s "
+                    f"+ {JOIN_GRACE:g} s; not waited for"))
         with self.status.group(name, name):
             for host in self.hosts:
                 lines = outcomes[host].status_lines
