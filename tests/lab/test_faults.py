@@ -120,7 +120,9 @@ def test_unreachable_host_is_a_clear_error_before_anything_starts(
     argv = autotest_remote_argv(guest_lab, tmp_path / "r", ROOT / "control.srv", [],
                                 hosts=["h1", "198.18.0.99"])
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1
+    assert proc.returncode == 2     # ERROR: the test could not run
+    junit = (tmp_path / "r" / "junit.xml").read_text()
+    assert 'name="198.18.0.99: preflight"' in junit and "<error" in junit
     status = (tmp_path / "r" / "status.log").read_text()
     assert "preflight failed: 198.18.0.99 ssh:" in status
     assert "cannot connect" in status or "timed out" in status
@@ -142,7 +144,7 @@ def test_refused_key_and_unknown_host_key(guest_lab: Inventory, tmp_path: Path, 
         (tmp_path / "known_hosts").write_text("")
         argv[argv.index(guest_lab.ssh.known_hosts)] = str(tmp_path / "known_hosts")
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     status = (tmp_path / "r" / "status.log").read_text()
     assert "preflight failed" in status and message in status
     assert TEST not in status
@@ -155,9 +157,10 @@ def test_refused_key_and_unknown_host_key(guest_lab: Inventory, tmp_path: Path, 
 def test_bad_params_are_errors_naming_the_parameter(guest_lab: Inventory, tmp_path: Path,  # noqa: F811
                                                     args: tuple[str, ...], message: str) -> None:
     proc = run_autotest_remote(guest_lab, tmp_path / "r", *args, timeout=120)
-    assert proc.returncode == 1
+    assert proc.returncode == 2     # configuration: ERROR, never FAIL
     entries = parse((tmp_path / "r" / "status.log").read_text())
-    verdicts = [e for e in entries if e.status in ("FAIL", "ERROR")]
+    assert not [e for e in entries if e.status == "FAIL"], entries
+    verdicts = [e for e in entries if e.status == "ERROR"]
     assert verdicts and message in verdicts[0].reason, verdicts
     assert qemu_pids() == []
 
@@ -175,7 +178,7 @@ def test_duplicate_hosts_leave_one_machine_and_say_so(guest_lab: Inventory,  # n
     argv = autotest_remote_argv(guest_lab, tmp_path / "r", ROOT / "control.srv", [],
                                 hosts=["h1", "h1"])
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     status = (tmp_path / "r" / "status.log").read_text()
     assert "needs at least 2 machines" in status and "got 1: h1" in status
 
@@ -200,10 +203,10 @@ def test_network_faults_only_touch_lab_namespaces(guest_lab: Inventory) -> None:
 
 def _preflight_failure(inv: Inventory, tmp_path: Path, *args: str) -> str:
     proc = run_autotest_remote(inv, tmp_path / "r", *args, timeout=120)
-    assert proc.returncode == 1, proc.stdout[-2000:]
+    assert proc.returncode == 2, proc.stdout[-2000:]
     status = (tmp_path / "r" / "status.log").read_text()
     assert TEST not in status, "a test started despite the preflight failure"
-    fails = [e.reason for e in parse(status) if e.status == "FAIL"]
+    fails = [e.reason for e in parse(status) if e.status == "ERROR"]
     assert fails and fails[0].startswith("preflight failed"), status
     return fails[0]
 
