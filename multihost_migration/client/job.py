@@ -102,8 +102,21 @@ def _setup_logging(debugdir: Path) -> None:
     root.addHandler(console)
 
 
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+_later_signals: list[str] = []
+
+
 def _on_signal(signum: int, frame: Optional[FrameType]) -> None:
-    raise Interrupted(f"received {signal.Signals(signum).name}")
+    """The first stop signal interrupts the scenario; later ones (the
+    controller's Ctrl-C is often followed by a SIGHUP when it hangs up) are
+    only noted, so that cleanup and the ABORT verdict line always complete."""
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, _note_signal)
+    raise Interrupted(f"interrupted: received {signal.Signals(signum).name}")
+
+
+def _note_signal(signum: int, frame: Optional[FrameType]) -> None:
+    _later_signals.append(signal.Signals(signum).name)
 
 
 def run_job(params_file: Path, resultsdir: Path) -> int:
@@ -159,7 +172,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--params", type=Path, required=True)
     p.add_argument("--resultsdir", type=Path, required=True)
     args = p.parse_args(argv)
-    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+    for sig in _STOP_SIGNALS:
         signal.signal(sig, _on_signal)
     if not args.params.is_file():
         print(f"client: params file {args.params} not found", file=sys.stderr)

@@ -79,3 +79,57 @@ def test_multihost_migration_warn_records_on_the_test(caplog: pytest.LogCaptureF
                                           ("NOSUCH", 2)])
 def test_exit_status(verdict: str, code: int) -> None:
     assert exit_status(verdict) == code
+
+
+SLOW_CLEANUP = '''
+import time
+
+
+class SlowVM:
+    """Stands in for a VM whose shutdown takes a while."""
+    name = "vm1"
+
+    def destroy(self, gracefully=True, timeout=30.0):
+        time.sleep(1.5)
+
+
+def run(test, params, env):
+    env.register_vm("vm1", SlowVM())
+    print("SCENARIO-RUNNING", flush=True)
+    time.sleep(60)
+'''
+
+
+def test_a_second_signal_during_cleanup_still_ends_in_abort(tmp_path: Path) -> None:
+    """The controller's Ctrl-C is followed by a hang-up: the client must still
+    clean up and write its ABORT verdict, with no traceback."""
+    import signal
+    import time
+    (tmp_path / "slow_cleanup.py").write_text(SLOW_CLEANUP)
+    params_file = tmp_path / "params.json"
+    params_file.write_text(json.dumps({"shortname": "probe", "type": "slow_cleanup",
+                                       "hostid": "h1", "scenario_dirs": str(tmp_path)}))
+    proc = subprocess.Popen([sys.executable, "-m", "multihost_migration.client",
+                             "--params", str(params_file), "--resultsdir", str(tmp_path / "r")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL)
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if "SCENARIO-RUNNING" in line or not line:
+                break
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.5)                     # inside SlowVM.destroy now
+        proc.send_signal(signal.SIGHUP)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait(10)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err, err
+    entries = parse((tmp_path / "r" / "status.log").read_text())
+    abort = [e for e in entries if e.status == "ABORT"]
+    assert abort and "interrupted: received SIGINT" in abort[0].reason, entries
