@@ -10,6 +10,7 @@ migration-range port (firewalls are found here, not mid-migration).
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import secrets
@@ -17,10 +18,11 @@ import shlex
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 
 import multihost_migration
 from multihost_migration.errors import MigrationTestError
+from multihost_migration.params import Params
 from multihost_migration.remote import RemoteHost, SshTarget
 
 log = logging.getLogger(__name__)
@@ -55,10 +57,19 @@ class Check:
 
 
 class Preflight:
-    def __init__(self, targets: Mapping[str, SshTarget], params: Mapping[str, Any],
+    """The checks of one group of hosts, for every test selected to run on
+    it: `params` is one test dict or the list of them; each need (a QEMU
+    binary, /dev/kvm, a program, an images directory, a guest file, memory,
+    a clock bound) is checked once, however many tests share it, on the
+    params each host gets in each test (its `_hostN` overrides applied)."""
+
+    def __init__(self, targets: Mapping[str, SshTarget],
+                 params: Union[Mapping[str, Any], Sequence[Mapping[str, Any]]],
                  remote_python: str, addresses: Mapping[str, str]) -> None:
         self.targets = dict(targets)
-        self.params = params
+        self.tests: list[Mapping[str, Any]] = (
+            [params] if isinstance(params, Mapping) else list(params))
+        self.params: Mapping[str, Any] = self.tests[0] if self.tests else {}
         self.python = remote_python
         self.addresses = dict(addresses)
         self.checks: list[Check] = []
@@ -93,22 +104,70 @@ class Preflight:
     def failures(self) -> list[Check]:
         return [c for c in self.checks if not c.ok]
 
+    # -- what the selected tests need ------------------------------------------
+
+    def _host_params(self, host: str) -> list[Params]:
+        """The params `host` gets in each selected test: its `_hostN`
+        overrides applied, N its position among the targets (as dispatch
+        builds them); the test's own params for a host not among them."""
+        hosts = list(self.targets)
+        return [Params(test).object_params(f"host{hosts.index(host) + 1}")
+                if host in hosts else Params(test) for test in self.tests]
+
+    def _distinct(self, host: str, key: str, default: str) -> list[str]:
+        """The values of `key` over the selected tests, each once, in order."""
+        return list(dict.fromkeys(str(p.get(key, default)) for p in self._host_params(host)))
+
+    def _vm_params(self, host: str) -> Iterator[tuple[str, Params]]:
+        """(vm, its params) of every VM of every selected test."""
+        for params in self._host_params(host):
+            for vm in params.objects("vms"):
+                yield vm, params.object_params(vm)
+
+    # -- the checks --------------------------------------------------------------
+
     def _params(self) -> None:
-        """Every VM's params make a valid QEMU configuration (no host needed)."""
-        from multihost_migration.params import Params
+        """Every VM's params make a valid QEMU configuration (no host needed);
+        a VM configured alike in several tests is checked once, a failure
+        names the tests it concerns."""
+        failed: dict[str, list[str]] = {}
+        seen: set[str] = set()
+        vms: list[str] = []
+        for test in self.tests:
+            name = str(test.get("shortname") or test.get("name") or "")
+            for problem in self._vm_problems(Params(test), seen, vms):
+                failed.setdefault(problem, []).append(name)
+        for problem, tests in failed.items():
+            names = [t for t in tests if t]
+            self.add("controller", "params", False, problem if len(self.tests) < 2 or
+                     not names else f"{problem} (in {', '.join(names)})")
+        if not failed:
+            self.add("controller", "params", True, f"vms {vms} configured" + (
+                f" in {len(self.tests)} tests" if len(self.tests) > 1 else ""))
+
+    @staticmethod
+    def _vm_problems(params: Params, seen: set[str], vms: list[str]) -> list[str]:
+        """Why the VMs of one test make no valid QEMU configuration; VM
+        configurations in `seen` (JSON) are skipped, new ones added."""
         from multihost_migration.qemu.config import VMConfig
-        params = Params(self.params)
         if params.get("migration_tls") not in (None, "", "no") and \
                 not params.get("migration_tls_dir"):
             # MultihostMigration makes the job's credentials (mhm-tls-<job id>)
             params["migration_tls_dir"] = "mhm-tls-<job id>"
+        problems = []
         for vm in params.objects("vms"):
+            vparams = params.object_params(vm)
+            key = json.dumps([vm, sorted(vparams.items())], default=str)
+            if key in seen:
+                continue
+            seen.add(key)
+            vms += [] if vm in vms else [vm]
             try:
-                VMConfig.from_params(vm, params.object_params(vm))
+                VMConfig.from_params(vm, vparams)
             except MigrationTestError as err:
-                self.add("controller", "params", False, str(err))
-                return
-        self.add("controller", "params", True, f"vms {params.objects('vms')} configured")
+                problems.append(str(err))
+                break   # as before: the test's first broken VM
+        return problems
 
     def _run(self, host: str, command: str, timeout: float = 30.0) -> tuple[int, str]:
         """(exit status, stdout) on success; on failure stdout + stderr, the
@@ -155,19 +214,18 @@ class Preflight:
                 "" if out == want else f", controller has {want}"))
 
     def _qemu(self, host: str) -> None:
-        binary = str(self.params.get("qemu_binary", "qemu-system-x86_64"))
-        code, out = self._run(host, f"{shlex.quote(binary)} --version")
-        self.add(host, "qemu", code == 0, out.splitlines()[0] if code == 0 else
-                 f"{binary} does not run: {out[-300:]}")
-        accel = str(self.params.get("accel", "tcg"))
-        if accel == "kvm":
+        for binary in self._distinct(host, "qemu_binary", "qemu-system-x86_64"):
+            code, out = self._run(host, f"{shlex.quote(binary)} --version")
+            self.add(host, "qemu", code == 0, out.splitlines()[0] if code == 0 else
+                     f"{binary} does not run: {out[-300:]}")
+        if "kvm" in self._distinct(host, "accel", "tcg"):
             code, out = self._run(host, "test -r /dev/kvm -a -w /dev/kvm && echo usable")
             self.add(host, "kvm", code == 0, "/dev/kvm usable" if code == 0 else
                      "accel = kvm but /dev/kvm is missing or not writable")
 
     def _programs(self, host: str) -> None:
         needed = ["qemu-img"]
-        if str(self.params.get("migration_protocol", "tcp")) == "exec":
+        if "exec" in self._distinct(host, "migration_protocol", "tcp"):
             needed.append("socat")  # the exec transport pipes through it
         missing = []
         for program in needed:
@@ -180,11 +238,8 @@ class Preflight:
 
     def _guest_files(self, host: str) -> None:
         """Kernel, initrd and pre-existing disk images the VMs boot from."""
-        from multihost_migration.params import Params
-        params = Params(self.params)
         files = set()
-        for vm in params.objects("vms"):
-            vparams = params.object_params(vm)
+        for vm, vparams in self._vm_params(host):
             files |= {str(vparams[k]) for k in ("kernel", "initrd") if vparams.get(k)}
             for image in vparams.objects("images"):
                 iparams = vparams.object_params(image)
@@ -204,7 +259,7 @@ class Preflight:
                  "(for the lab guest: mhm guest build)")
 
     def _clock(self, host: str) -> None:
-        bound = float(self.params.get("max_clock_skew", 2.0))
+        bound = min(float(p.get("max_clock_skew", 2.0)) for p in self._host_params(host))
         before = time.time()
         code, out = self._run(host, "date +%s.%N")   # stdout only when it worked
         after = time.time()
@@ -222,28 +277,37 @@ class Preflight:
                     "(NTP); guest downtime figures combine both hosts' clocks"))
 
     def _images_dir(self, host: str) -> None:
-        images = str(self.params.get("images_base_dir", "/var/lib/virt_test/images"))
-        code, out = self._run(host, f"test -d {shlex.quote(images)} -a -w {shlex.quote(images)}")
-        self.add(host, "images", code == 0, images + ("" if code == 0 else
-                 " is missing or not writable (shared storage not mounted?)"))
+        for images in self._distinct(host, "images_base_dir", "/var/lib/virt_test/images"):
+            code, out = self._run(host, f"test -d {shlex.quote(images)} -a -w "
+                                        f"{shlex.quote(images)}")
+            self.add(host, "images", code == 0, images + ("" if code == 0 else
+                     " is missing or not writable (shared storage not mounted?)"))
 
     def _memory(self, host: str) -> None:
         code, out = self._run(host, "awk '/MemAvailable/ {print $2}' /proc/meminfo")
         if code != 0 or not out.isdigit():
             self.add(host, "memory", False, f"cannot read /proc/meminfo: {out}")
             return
-        vms = str(self.params.get("vms", "vm1")).split()
-        try:
-            need = sum(int(str(self.params.get(f"mem_{vm}", self.params.get("mem", 256))))
-                       for vm in vms) * 2  # the incoming copy may overlap the running guest
+        try:   # the tests run one after the other: the largest need counts
+            need = max(self._memory_need(params) for params in self._host_params(host))
         except ValueError:
             return  # reported by the params check
         have = int(out) // 1024
         self.add(host, "memory", have >= need, f"{have} MiB available, guests need {need} MiB")
 
+    @staticmethod
+    def _memory_need(params: Mapping[str, Any]) -> int:
+        """MiB one test's guests need on a host (ValueError: not a number)."""
+        vms = str(params.get("vms", "vm1")).split()
+        return sum(int(str(params.get(f"mem_{vm}", params.get("mem", 256))))
+                   for vm in vms) * 2  # the incoming copy may overlap the running guest
+
     def _shared_storage(self) -> None:
-        images = str(self.params.get("images_base_dir", "/var/lib/virt_test/images"))
         hosts = list(self.targets)
+        for images in self._distinct(hosts[0], "images_base_dir", "/var/lib/virt_test/images"):
+            self._shared_dir(hosts, images)
+
+    def _shared_dir(self, hosts: list[str], images: str) -> None:
         token = secrets.token_hex(8)
         path = f"{images}/.mhm-preflight-{token}"
         code, out = self._run(hosts[0], f"echo {token} > {shlex.quote(path)}")

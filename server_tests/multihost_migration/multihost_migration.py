@@ -84,7 +84,7 @@ class multihost_migration(ServerTest):  # noqa: N801 - autotest names tests by m
             return
         for host in targets:
             progress.phase(self.tagged_testname, host, "preflight")
-        checks = Preflight(targets, tests[0], remote_python, addresses)
+        checks = Preflight(targets, tests, remote_python, addresses)  # every test's needs
         checks.run()
         (self.outputdir / "preflight.txt").write_text(
             "\n".join(c.line() for c in checks.checks) + "\n")
