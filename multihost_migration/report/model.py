@@ -12,10 +12,10 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Iterable, Mapping, Optional
 
 from multihost_migration.errors import ReportError
-from multihost_migration.results_format import MigrationRecord
+from multihost_migration.results_format import REDACTED, MigrationRecord, redact
 from multihost_migration.verdicts import PASSING, SEVERITY, worst
 
 log = logging.getLogger(__name__)
@@ -196,9 +196,31 @@ class Results:
         return out
 
 
+def redact_args(args: Iterable[str]) -> tuple[str, ...]:
+    """Control arguments fit for result files: `key=value` with a secret key
+    (as `redact` decides for params) becomes `key=<redacted>`."""
+    out = []
+    for arg in args:
+        key, sep, _ = arg.partition("=")
+        out.append(f"{key}={REDACTED}" if sep and redact({key: ""})[key] == REDACTED
+                   else arg)
+    return tuple(out)
+
+
+def inside(results_dir: Path, path: Path) -> bool:
+    """True if `path`, symlinks resolved, is `results_dir` or below it."""
+    try:
+        path.resolve().relative_to(results_dir.resolve())
+    except (ValueError, OSError, RuntimeError):
+        return False
+    return True
+
+
 def resolve_logdir(results_dir: Path, raw: str, group: str, name: str) -> Optional[Path]:
     """The test's log directory, preferring the copy inside `results_dir`
-    (results are often moved, e.g. as CI artifacts, after the run)."""
+    (results are often moved, e.g. as CI artifacts, after the run).  Only a
+    directory inside `results_dir` (symlinks resolved) is ever used: names
+    in results.json are data, not a licence to read elsewhere."""
     candidates = []
     if group and name:
         candidates.append(results_dir / group / name)
@@ -209,7 +231,10 @@ def resolve_logdir(results_dir: Path, raw: str, group: str, name: str) -> Option
         else:
             candidates.append(path)
     for path in candidates:
-        if path.is_dir():
+        if not inside(results_dir, path):
+            log.warning("%s: log directory %s of test %r is outside the results "
+                        "directory: not read", results_dir, path, name)
+        elif path.is_dir():
             return path
     return None
 
@@ -223,7 +248,7 @@ def _test(results_dir: Path, raw: Mapping[str, Any]) -> TestResult:
         status=_str(raw.get("status"), "NOSTATUS"), reason=_str(raw.get("reason")),
         duration=_num(raw.get("duration")),
         logdir=resolve_logdir(results_dir, _str(raw.get("logdir")), group, name),
-        params=_dict(raw.get("params")),
+        params=redact(_dict(raw.get("params"))),
         host_results=tuple(HostResult(str(h), _str(_dict(r).get("status"), "NOSTATUS"),
                                       _str(_dict(r).get("reason")))
                            for h, r in hosts.items()),
@@ -243,7 +268,7 @@ def parse_results(results_dir: Path, data: Any, source: str) -> Results:
         results_dir=results_dir,
         job=Job(machines=_strs(job.get("machines")), started=_num(job.get("started")),
                 finished=_num(job.get("finished")), control=_str(job.get("control")),
-                args=_strs(job.get("args"))),
+                args=redact_args(_strs(job.get("args")))),
         tests=tuple(_test(results_dir, t) for t in tests))
 
 
@@ -252,6 +277,9 @@ def load_results(results_dir: Path) -> Results:
     if not results_dir.is_dir():
         raise ReportError(str(results_dir), "no such results directory")
     path = results_dir / RESULTS_FILE
+    if path.is_symlink() and not inside(results_dir, path):
+        raise ReportError(str(path), "is a symlink to outside the results directory: "
+                                     "not read")
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
