@@ -13,7 +13,7 @@ import socket
 import stat
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator, Optional, Tuple
 
@@ -33,7 +33,7 @@ class SshTarget:
     port: int = 22
     user: str = "root"
     key_filename: Optional[str] = None
-    password: Optional[str] = None
+    password: Optional[str] = field(default=None, repr=False)  # never in logs or results
     known_hosts: Optional[str] = None
     accept_unknown_host_key: bool = False
     connect_timeout: float = 15.0

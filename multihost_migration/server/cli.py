@@ -20,12 +20,15 @@ from typing import Any, Optional
 
 from multihost_migration.errors import ConfigError, MigrationTestError
 from multihost_migration.remote import SshTarget, default_known_hosts
+from multihost_migration.report.model import redact_args
 from multihost_migration.server.control_env import AutoservError, namespace
 from multihost_migration.server.job import JobOptions, ServerJob
 from multihost_migration.status import parse
 from multihost_migration.verdicts import exit_status, reason_of, status_of
 
 log = logging.getLogger("autotest-remote")
+
+SSH_PASS_ENV = "MHM_SSH_PASS"  # the SSH password, kept off the command line
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,7 +45,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-a", "--args", default="", help="arguments for the control file")
     p.add_argument("--ssh-user", default="root")
     p.add_argument("--ssh-port", type=int, default=22)
-    p.add_argument("--ssh-pass", default=None)
+    p.add_argument("--ssh-pass", default=None,
+                   help=f"SSH password (visible in ps: prefer ${SSH_PASS_ENV} or --ssh-pass-file)")
+    p.add_argument("--ssh-pass-file", type=Path, default=None,
+                   help="file whose first line is the SSH password")
     p.add_argument("--ssh-key", default=None, help="private key file")
     p.add_argument("--known-hosts", default=None,
                    help="known_hosts file to verify host keys (default ~/.ssh/known_hosts)")
@@ -85,6 +91,23 @@ def parse_machines(text: str, machines_file: Optional[Path]) -> list[str]:
     return sorted(set(items))
 
 
+def ssh_password(option: Optional[str], path: Optional[Path]) -> Optional[str]:
+    """--ssh-pass, else the first line of --ssh-pass-file, else $MHM_SSH_PASS."""
+    if option is not None and path is not None:
+        raise ConfigError("give --ssh-pass or --ssh-pass-file, not both")
+    if path is None:
+        return option if option is not None else os.environ.get(SSH_PASS_ENV)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"--ssh-pass-file {path}: cannot read: {err}") from err
+    if not lines or not lines[0]:
+        raise ConfigError(f"--ssh-pass-file {path}: empty first line")
+    if path.stat().st_mode & 0o077:
+        log.warning("--ssh-pass-file %s can be read by others (chmod 600 it)", path)
+    return lines[0]
+
+
 def options_from(args: argparse.Namespace) -> JobOptions:
     if not args.control.is_file():
         raise ConfigError(f"control file {args.control} not found")
@@ -101,7 +124,7 @@ def options_from(args: argparse.Namespace) -> JobOptions:
             raise ConfigError(f"{option} {path}: no such file")
     control_args = args.args.split() + [a for a in args.control_args if a != "--"]
     ssh = {"user": args.ssh_user, "port": args.ssh_port, "key_filename": args.ssh_key,
-           "password": args.ssh_pass,
+           "password": ssh_password(args.ssh_pass, args.ssh_pass_file),
            "known_hosts": args.known_hosts or default_known_hosts(),
            "accept_unknown_host_key": args.accept_unknown_host_keys}
     return JobOptions(resultdir=resultdir.resolve(), control=args.control.resolve(),
@@ -221,7 +244,7 @@ def run_job(options: JobOptions) -> int:
     _write_keyval(options.resultdir / "keyval", {"job_finished": int(time.time())})
     (options.resultdir / "results.json").write_text(json.dumps(
         {"job": {"machines": options.machines, "started": started, "finished": time.time(),
-                 "control": str(options.control), "args": options.args},
+                 "control": str(options.control), "args": list(redact_args(options.args))},
          "tests": job.tests}, indent=1))
     _write_reports(options.resultdir)
     final = parse((options.resultdir / "status.log").read_text())[-1].status
