@@ -228,17 +228,37 @@ class MultihostMigration:
                 / f"mhm-tls-{self.job_id}")
             params["migration_tls_dir"] = self._own_tls_dir
         self.sync_server: Optional[SyncServer] = None
-        if self.hostid == self.master_id:
-            self.sync_server = SyncServer("0.0.0.0", self._sync_port, self._secret)
-            self.sync_server.start()
-        self._main_sync = self._sync_session("main", self.hosts)
+        self._main_sync = self._sync_session("main", self.hosts)  # no I/O yet
         self._watch = AbortWatch(self.address_of(self.master_id), self.hostid, self.hosts,
                                  f"{self.job_id}:watch", self._sync_port, self._secret,
                                  lifetime=params.get_float("test_timeout", 1800.0) + 600.0,
                                  on_abort=self._peer_aborted)
-        self._watch.start()
-        if preprocess_env:
-            self._prepare_disks()
+        watching = False
+        try:
+            if self.hostid == self.master_id:
+                self.sync_server = SyncServer("0.0.0.0", self._sync_port, self._secret)
+                self.sync_server.start()
+            self._watch.start()
+            watching = True
+            if preprocess_env:
+                self._prepare_disks()
+        except BaseException as err:  # nobody gets an object to clean up: do it here
+            self._unwind_init(f"{type(err).__name__} on {self.hostid}: {err}", watching)
+            raise
+
+    def _unwind_init(self, reason: str, watching: bool) -> None:
+        """__init__ failed: release the peers with `reason`, stop the watch
+        thread, close the sync client and stop the sync server, each step
+        even if one before it failed."""
+        try:
+            if watching:  # the sync server is up: tell the peers at once
+                _abort_quietly(self._main_sync, reason)
+                self._watch.abort(reason)  # releases this host's own watcher too
+                self._watch.stop()
+        finally:
+            self._main_sync.close()
+            if self.sync_server is not None:
+                self.sync_server.stop()
 
     # -- sync helpers ---------------------------------------------------------
 
