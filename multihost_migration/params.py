@@ -21,6 +21,21 @@ _FALSE = frozenset({"no", "n", "false", "off", "0", ""})
 _MISSING: Any = object()
 
 
+def parse_bool(value: Any, what: str) -> bool:
+    """The one yes/no rule of the suite: yes/no, y/n, true/false, on/off,
+    1/0 (any case; empty is no).  `what` names the value in the ConfigError
+    (e.g. "parameter 'heartbeat'", "vm1: image_readonly")."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ConfigError(f"{what}={value!r}: expected yes or no (or true/false, "
+                      f"on/off, 1/0)")
+
+
 class Params(dict[str, Any]):
     """A dict of test parameters with per-object views and typed getters."""
 
@@ -82,16 +97,7 @@ class Params(dict[str, Any]):
 
     def get_bool(self, key: str, default: Any = _MISSING) -> bool:
         """`key` as a bool: yes/no, true/false, on/off, 1/0 (any case)."""
-        value = self._raw(key, default)
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        if text in _TRUE:
-            return True
-        if text in _FALSE:
-            return False
-        raise ConfigError(f"parameter {key!r} must be yes/no (or true/false, "
-                          f"on/off, 1/0), got {value!r}")
+        return parse_bool(self._raw(key, default), f"parameter {key!r}")
 
     def get_list(self, key: str, default: Any = _MISSING,
                  sep: Optional[str] = None) -> list[str]:

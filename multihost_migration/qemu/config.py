@@ -9,15 +9,11 @@ Params keys understood (all plain strings, already resolved for the VM):
     smp              default 1
     cpu_model        optional (-cpu)
     kernel, initrd, kernel_params                      direct kernel boot
-    images           space-separated image names (default "image1" when a
-                     disk is given); per image, `KEY_<image>` overrides `KEY`:
-      image_path     full path of the disk file, or
-      image_name     path without extension (absolute, or relative to
-                     images_base_dir, default /var/lib/virt_test/images)
-      image_format   qcow2
+    images           the disks, parsed by multihost_migration.imagespec (the
+                     one image rule: image_path / image_name, images_base_dir,
+                     image_format, image_readonly...); checked here:
       drive_cache    none (falls back to writethrough if O_DIRECT fails)
       drive_format   virtio (-> virtio-blk-pci) | ide | scsi-hd
-      image_readonly yes|no
     extra_params     appended verbatim (shlex-split)
     username / password / shell_prompt / login_prompt / password_prompt / login_timeout
     serials          extra serial ports by name (e.g. "hb0"); ttyS0 is always the console
@@ -35,9 +31,10 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from ..errors import ConfigError
+from ..imagespec import image_specs
+from ..params import parse_bool
 from .tls import TLSConfig
 
-DEFAULT_IMAGES_DIR = "/var/lib/virt_test/images"
 ACCELS = ("tcg", "kvm", "kvm:tcg", "tcg:kvm")
 CACHE_MODES = ("none", "writethrough", "writeback", "directsync", "unsafe")
 DRIVE_DEVICES = {"virtio": "virtio-blk-pci", "virtio-blk": "virtio-blk-pci",
@@ -114,18 +111,9 @@ class VMConfig:
                 password_prompt=get("password_prompt", r"[Pp]assword: $"),
                 timeout=float(_int(name, "login_timeout", get("login_timeout", "60"))),
             ),
-            heartbeat=_yes(name, "heartbeat", get("heartbeat", "no")),
+            heartbeat=parse_bool(get("heartbeat", "no"), f"{name}: heartbeat"),
             tls=TLSConfig.from_params(name, params),
         )
-
-
-def _yes(name: str, key: str, value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in ("yes", "on", "true", "1"):
-        return True
-    if lowered in ("no", "off", "false", "0", ""):
-        return False
-    raise ConfigError(f"{name}: {key}={value!r}, expected yes or no")
 
 
 def _int(name: str, key: str, value: str) -> int:
@@ -139,39 +127,15 @@ def _int(name: str, key: str, value: str) -> int:
 
 
 def _disks(vm: str, params: Mapping[str, Any]) -> tuple[DiskConfig, ...]:
-    def get(key: str, image: str, default: str = "") -> str:
-        for k in (f"{key}_{image}", key):
-            value = params.get(k)
-            if value is not None and str(value) != "":
-                return str(value)
-        return default
-
-    names = str(params.get("images") or "").split()
-    if not names and (params.get("image_path") or params.get("image_name")):
-        names = ["image1"]
     disks = []
-    for image in names:
-        fmt = get("image_format", image, "qcow2")
-        path_s = get("image_path", image)
-        if not path_s:
-            image_name = get("image_name", image)
-            if not image_name:
-                raise ConfigError(f"{vm}: image {image!r} has neither image_path "
-                                  f"nor image_name")
-            base = Path(get("images_base_dir", image, DEFAULT_IMAGES_DIR))
-            path = base / image_name
-            if path.suffix != f".{fmt}" and fmt != "raw":
-                path = path.with_name(path.name + f".{fmt}")
-            path_s = str(path)
-        cache = get("drive_cache", image, "none")
-        if cache not in CACHE_MODES:
-            raise ConfigError(f"{vm}: drive_cache={cache!r}, expected one of {CACHE_MODES}")
-        drive_format = get("drive_format", image, "virtio")
-        device = DRIVE_DEVICES.get(drive_format)
+    for spec in image_specs(vm, params):
+        if spec.cache not in CACHE_MODES:
+            raise ConfigError(f"{vm}: drive_cache={spec.cache!r}, expected one of "
+                              f"{CACHE_MODES}")
+        device = DRIVE_DEVICES.get(spec.drive_format)
         if device is None:
-            raise ConfigError(f"{vm}: drive_format={drive_format!r}, expected one of "
+            raise ConfigError(f"{vm}: drive_format={spec.drive_format!r}, expected one of "
                               f"{sorted(DRIVE_DEVICES)}")
-        disks.append(DiskConfig(name=image, path=Path(path_s), fmt=fmt, cache=cache,
-                                device=device,
-                                readonly=get("image_readonly", image, "no") == "yes"))
+        disks.append(DiskConfig(name=spec.name, path=spec.path, fmt=spec.fmt,
+                                cache=spec.cache, device=device, readonly=spec.readonly))
     return tuple(disks)

@@ -5,6 +5,10 @@ progress of the migration, one `MigrationSample` about every 200 ms) and
 `downtime_limit_ms` (the downtime-limit parameter read back from QEMU) on
 the final snapshot.  `guest_downtime_ms` and `bad_pages` come from checks
 inside the guest and are filled in by callers with `dataclasses.replace`.
+
+This module is the one reader of query-migrate's numbers: callers that need
+one counter of its `ram` section (multifd-bytes, postcopy-requests...) or the
+share of RAM sent use `ram_counter` and `ram_progress_pct`.
 """
 
 from __future__ import annotations
@@ -35,6 +39,26 @@ def _opt_float(value: Any) -> Optional[float]:
     return float(value)
 
 
+def _ram(reply: Mapping[str, Any]) -> Mapping[str, Any]:
+    ram = reply.get("ram")
+    return ram if isinstance(ram, Mapping) else {}
+
+
+def ram_counter(reply: Mapping[str, Any], key: str) -> Optional[int]:
+    """An integer of query-migrate's `ram` section, None when QEMU omits it."""
+    value = _ram(reply).get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def ram_progress_pct(reply: Mapping[str, Any]) -> Optional[float]:
+    """Percent of the guest RAM done in a query-migrate reply (None before
+    QEMU reports RAM totals)."""
+    total, remaining = ram_counter(reply, "total"), ram_counter(reply, "remaining")
+    if total is None or remaining is None or total <= 0:
+        return None
+    return 100.0 * (total - remaining) / total
+
+
 @dataclass(frozen=True)
 class MigrationSample:
     """Progress at `t_ms` milliseconds after the migrate command."""
@@ -50,9 +74,7 @@ class MigrationSample:
 
     @classmethod
     def from_query(cls, t_ms: int, reply: Mapping[str, Any]) -> "MigrationSample":
-        ram = reply.get("ram") or {}
-        if not isinstance(ram, Mapping):
-            ram = {}
+        ram = _ram(reply)
         return cls(t_ms=int(t_ms), status=str(reply.get("status", "none")),
                    transferred=_opt_int(ram.get("transferred")),
                    remaining=_opt_int(ram.get("remaining")),
@@ -87,7 +109,7 @@ class MigrationStats:
 
     @classmethod
     def from_query(cls, reply: Mapping[str, Any]) -> "MigrationStats":
-        ram = reply.get("ram") or {}
+        ram = _ram(reply)
         xbzrle = reply.get("xbzrle-cache") or {}
         if not isinstance(xbzrle, Mapping):
             xbzrle = {}

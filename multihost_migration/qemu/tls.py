@@ -103,12 +103,9 @@ class TLSConfig:
     def from_params(cls, vm: str, params: Mapping[str, Any]) -> Optional["TLSConfig"]:
         """From `migration_tls` (x509|psk; empty/no = off), `migration_tls_dir`,
         `migration_tls_hostname` and `migration_tls_psk_username`."""
-        kind = str(params.get("migration_tls") or "").strip()
-        if kind in ("", "no", "none", "off"):
+        kind = tls_kind(params, vm)
+        if kind is None:
             return None
-        if kind not in TLS_KINDS:
-            raise ConfigError(f"{vm}: migration_tls={kind!r}, expected one of "
-                              f"{TLS_KINDS} or no")
         directory = str(params.get("migration_tls_dir") or "")
         if not directory:
             raise ConfigError(f"{vm}: migration_tls={kind} needs migration_tls_dir")
@@ -116,6 +113,17 @@ class TLSConfig:
                    hostname=str(params.get("migration_tls_hostname") or "") or None,
                    psk_username=str(params.get("migration_tls_psk_username")
                                     or PSK_USERNAME))
+
+
+def tls_kind(params: Mapping[str, Any], what: str = "params") -> Optional[str]:
+    """`migration_tls`: x509 or psk, None when off (empty, no, none, off)."""
+    kind = str(params.get("migration_tls") or "").strip()
+    if kind in ("", "no", "none", "off"):
+        return None
+    if kind not in TLS_KINDS:
+        raise ConfigError(f"{what}: migration_tls={kind!r}, expected one of "
+                          f"{TLS_KINDS} or no")
+    return kind
 
 
 def make_tls_credentials(directory: Union[str, Path], kind: str,

@@ -10,38 +10,60 @@
 
 from __future__ import annotations
 
+import enum
 import socket
 import time
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Union
 
 from ..errors import ConfigError
 
-TRANSPORTS = ("tcp", "unix", "exec", "fd")
+
+class Transport(enum.Enum):
+    """How the migration stream travels (the value is QEMU's URI scheme)."""
+
+    TCP = "tcp"
+    UNIX = "unix"
+    EXEC = "exec"
+    FD = "fd"
+
+    @property
+    def between_hosts(self) -> bool:
+        """Whether it can carry a migration from one host to another."""
+        return self is not Transport.UNIX
+
+    @classmethod
+    def parse(cls, value: Union["Transport", str]) -> "Transport":
+        try:
+            return cls(value)
+        except ValueError:
+            raise ConfigError(f"unknown migration transport {value!r}; expected one "
+                              f"of {TRANSPORTS}") from None
+
+
+TRANSPORTS = tuple(t.value for t in Transport)
 
 
 def _host(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
-def incoming_uri(transport: str, host: str = "0.0.0.0", port: int = 0,
+def incoming_uri(transport: Union[Transport, str], host: str = "0.0.0.0", port: int = 0,
                  target: Optional[str] = None) -> str:
     """URI for migrate-incoming.  `target` is the path / command / fd name."""
-    if transport == "tcp":
+    kind = Transport.parse(transport)
+    if kind is Transport.TCP:
         return f"tcp:{_host(host)}:{int(port)}"
-    if transport in ("unix", "exec", "fd"):
-        if not target:
-            raise ConfigError(f"{transport} incoming migration needs a target "
-                              f"(socket path, command or fd name)")
-        return f"{transport}:{target}"
-    raise ConfigError(f"unknown migration transport {transport!r}; "
-                      f"expected one of {TRANSPORTS}")
+    if not target:
+        raise ConfigError(f"{kind.value} incoming migration needs a target "
+                          f"(socket path, command or fd name)")
+    return f"{kind.value}:{target}"
 
 
-def outgoing_uri(transport: str, host: str = "", port: int = 0,
+def outgoing_uri(transport: Union[Transport, str], host: str = "", port: int = 0,
                  target: Optional[str] = None) -> str:
     """URI for migrate on the source."""
-    if transport == "tcp":
+    if Transport.parse(transport) is Transport.TCP:
         if not host or not port:
             raise ConfigError(f"tcp migration needs host and port (got {host!r}:{port})")
         return f"tcp:{_host(host)}:{int(port)}"

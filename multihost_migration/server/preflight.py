@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 
 import multihost_migration
-from multihost_migration.errors import MigrationTestError
+from multihost_migration.errors import ConfigError, MigrationTestError
+from multihost_migration.imagespec import DEFAULT_IMAGES_DIR, image_names, image_spec
 from multihost_migration.params import Params
 from multihost_migration.remote import RemoteHost, SshTarget
 
@@ -241,14 +242,13 @@ class Preflight:
         files = set()
         for vm, vparams in self._vm_params(host):
             files |= {str(vparams[k]) for k in ("kernel", "initrd") if vparams.get(k)}
-            for image in vparams.objects("images"):
-                iparams = vparams.object_params(image)
-                if iparams.get("create_image") != "yes" and iparams.get("image_name"):
-                    base = str(iparams.get("images_base_dir", "/var/lib/virt_test/images"))
-                    fmt = str(iparams.get("image_format", "qcow2"))
-                    name = str(iparams["image_name"])
-                    files.add(iparams.get("image_path") or f"{base}/{name}"
-                              + ("" if fmt == "raw" or name.endswith(f".{fmt}") else f".{fmt}"))
+            for image in image_names(vparams):
+                try:
+                    spec = image_spec(vm, image, vparams)
+                except ConfigError:
+                    continue   # reported by the params check
+                if not spec.create:
+                    files.add(str(spec.path))
         missing = []
         for path in sorted(files):
             code, _ = self._run(host, f"test -r {shlex.quote(str(path))}")
@@ -277,7 +277,7 @@ class Preflight:
                     "(NTP); guest downtime figures combine both hosts' clocks"))
 
     def _images_dir(self, host: str) -> None:
-        for images in self._distinct(host, "images_base_dir", "/var/lib/virt_test/images"):
+        for images in self._distinct(host, "images_base_dir", DEFAULT_IMAGES_DIR):
             code, out = self._run(host, f"test -d {shlex.quote(images)} -a -w "
                                         f"{shlex.quote(images)}")
             self.add(host, "images", code == 0, images + ("" if code == 0 else
@@ -304,7 +304,7 @@ class Preflight:
 
     def _shared_storage(self) -> None:
         hosts = list(self.targets)
-        for images in self._distinct(hosts[0], "images_base_dir", "/var/lib/virt_test/images"):
+        for images in self._distinct(hosts[0], "images_base_dir", DEFAULT_IMAGES_DIR):
             self._shared_dir(hosts, images)
 
     def _shared_dir(self, hosts: list[str], images: str) -> None:
