@@ -38,10 +38,14 @@ from typing import Any, Callable, Optional, Sequence
 
 from multihost_migration.abort_watch import AbortWatch
 from multihost_migration.errors import ConfigError, MigrationError, SyncAborted, SyncError
+from multihost_migration.imagespec import ImageSpec
 from multihost_migration.params import Params
+from multihost_migration.plan import MigrationPlan, TLSPlan, vm_params, vm_plans
 from multihost_migration.poller import Poller
 from multihost_migration.qemu.env import Env
+from multihost_migration.qemu.stats import MigrationStats, ram_progress_pct
 from multihost_migration.qemu.tls import make_tls_credentials
+from multihost_migration.qemu.transport import Transport
 from multihost_migration.qemu.vm import VM
 from multihost_migration import storage
 from multihost_migration.sync import SyncData, SyncServer
@@ -90,15 +94,14 @@ class _MigrationProgress(Poller):
 
     def poll(self) -> bool:
         info = self.vm.query_migrate()
-        ram = info.get("ram") or {}
-        total = ram.get("total") or 0
-        if info.get("status") not in ("active", "postcopy-active", "device"):
+        stats = MigrationStats.from_query(info)
+        if stats.status not in ("active", "postcopy-active", "device"):
             return True
-        if total:
-            done = 100.0 * (total - (ram.get("remaining") or 0)) / total
+        done = ram_progress_pct(info)
+        if done is not None:
             progress.info("migrating\t%s\t%.1f\t%s", self.vm.name, done,
-                          ram.get("mbps") or "")
-        moved = int(ram.get("transferred") or 0)
+                          stats.throughput_mbps or "")
+        moved = stats.transferred or 0
         if moved != self._last:
             self._last, self._since = moved, time.monotonic()
             return True
@@ -128,25 +131,21 @@ class _FdIncoming:
             with self._server:
                 conn, _ = self._server.accept()
             with conn:
-                self.vm.start_incoming("fd", fd=conn.fileno())
+                self.vm.start_incoming(Transport.FD, fd=conn.fileno())
         except BaseException as err:  # reported through the migration's status
             log.error("%s: fd incoming: %s", self.vm.name, err)
             self.error = err
 
 
-def _protocol(params: Params) -> str:
-    protocol = str(params.get("migration_protocol", "tcp"))
-    if protocol not in ("tcp", "exec", "fd"):
-        raise ConfigError(f"migration_protocol = {protocol!r}: between hosts use tcp, exec "
-                          "or fd (unix only reaches the same host)")
-    return protocol
-
-
 class MigrationData:
-    """What one migration is about, as seen from this host."""
+    """What one migration is about, as seen from this host.
+
+    `plan` is the migration's params read once (plan.py); `params` are the
+    params it was built from, for scenario code (the legacy user API)."""
 
     def __init__(self, params: Params, hostid: str, srchost: str, dsthost: str,
-                 vms_name: Sequence[str], mig_id: str) -> None:
+                 vms_name: Sequence[str], mig_id: str,
+                 plan: Optional[MigrationPlan] = None) -> None:
         self.params = params
         self.hostid = hostid
         self.src = srchost
@@ -156,6 +155,16 @@ class MigrationData:
         self.vms: list[VM] = []
         self.vm_ports: dict[str, int] = {}
         self.stats: dict[str, dict[str, Any]] = {}
+        self._plan = plan
+
+    @property
+    def plan(self) -> MigrationPlan:
+        """The plan (built from `params` on first use when none was given)."""
+        if self._plan is None:
+            self._plan = MigrationPlan.from_params(self.params, mig_id=self.mig_id,
+                                                   src=self.src, dst=self.dst,
+                                                   vms=self.vms_name)
+        return self._plan
 
     def is_src(self) -> bool:
         return self.hostid == self.src
@@ -220,13 +229,10 @@ class MultihostMigration:
         self.outputdir = Path(getattr(test, "outputdir", "."))
         # Shared with the client job's test object, which reports them.
         self.migrations: list[MigrationData] = getattr(test, "migrations", [])
-        self._own_tls_dir: Optional[str] = None   # credentials this job made, removed at the end
-        if params.get("migration_tls") not in (None, "", "no") and \
-                not params.get("migration_tls_dir"):
-            self._own_tls_dir = str(
-                Path(str(params.get("images_base_dir", storage.DEFAULT_IMAGES_DIR)))
-                / f"mhm-tls-{self.job_id}")
-            params["migration_tls_dir"] = self._own_tls_dir
+        # TLS credentials (kind, directory): the master makes them; when the
+        # params name no directory they are the job's own, removed at the end.
+        self.tls: Optional[TLSPlan] = TLSPlan.from_params(params)
+        self._disk_images: Optional[list[ImageSpec]] = None
         self.sync_server: Optional[SyncServer] = None
         self._main_sync = self._sync_session("main", self.hosts)  # no I/O yet
         self._watch = AbortWatch(self.address_of(self.master_id), self.hostid, self.hosts,
@@ -314,17 +320,17 @@ class MultihostMigration:
     # -- disks ----------------------------------------------------------------
 
     def vm_params(self, name: str) -> Params:
-        """A VM's params; disks this test creates get names unique to the job,
-        so parallel pairs on the same shared storage never share a disk."""
-        params = self.params.object_params(name)
-        for image in params.objects("images"):
-            iparams = params.object_params(image)
-            if iparams.get("create_image") == "yes" and not iparams.get("image_path"):
-                params[f"image_name_{image}"] = f"{iparams.get('image_name', image)}-{self.job_id}-{name}"
-        return params
+        """A VM's params (a copy); disks this test creates get names unique to
+        the job, so parallel pairs on the same shared storage never share a
+        disk (plan.vm_params)."""
+        return vm_params(self.params, name, self.tls)
 
-    def _images(self) -> list[storage.ImageSpec]:
-        return [img for vm in self.vms for img in storage.images_of(vm, self.vm_params(vm))]
+    def _images(self) -> list[ImageSpec]:
+        """The test's disks, read once (cleanup removes those prepared)."""
+        if self._disk_images is None:
+            self._disk_images = [image for vm in vm_plans(self.params, self.vms)
+                                 for image in vm.images]
+        return self._disk_images
 
     def _prepare_disks(self) -> None:
         """Master creates the disks; all hosts check they see the same files."""
@@ -349,18 +355,22 @@ class MultihostMigration:
     def _make_tls_credentials(self) -> None:
         """Master: certificates (or a PSK) for this job, on shared storage,
         naming every host by id and address."""
-        kind = str(self.params.get("migration_tls") or "")
-        if kind in ("", "no"):
+        if self.tls is None:
             return
         names = set(self.hosts) | {self.address_of(h) for h in self.hosts}
-        make_tls_credentials(str(self.params["migration_tls_dir"]), kind, sorted(names))
-        log.info("TLS (%s) credentials in %s", kind, self.params["migration_tls_dir"])
+        make_tls_credentials(self.tls.directory, self.tls.kind, sorted(names))
+        log.info("TLS (%s) credentials in %s", self.tls.kind, self.tls.directory)
 
     # -- VMs ------------------------------------------------------------------
 
-    def _new_vm(self, name: str, role: str, mig_id: str) -> VM:
-        log_dir = self.outputdir / name / f"{mig_id}-{role}"
-        return VM(name, self.vm_params(name), log_dir, self.address_of)
+    def vm_params_for(self, mig_data: MigrationData, name: str, role: str) -> dict[str, Any]:
+        """The params a VM of this migration is started with on this host
+        (`role` "src" or "dst"): the plan's, as a copy a subclass may adjust."""
+        return dict(mig_data.plan.vm(name).params)
+
+    def _new_vm(self, name: str, role: str, mig_data: MigrationData) -> VM:
+        log_dir = self.outputdir / name / f"{mig_data.mig_id}-{role}"
+        return VM(name, self.vm_params_for(mig_data, name, role), log_dir, self.address_of)
 
     def prepare_vms(self, mig_data: MigrationData) -> None:
         """Source: boot the VMs that are not running yet."""
@@ -369,7 +379,7 @@ class MultihostMigration:
             vm = self.env.get_vm(name)
             if vm is None or not vm.is_alive():
                 progress.info("boot\t%s", name)
-                vm = self._new_vm(name, "src", mig_data.mig_id)
+                vm = self._new_vm(name, "src", mig_data)
                 self.env.register_vm(name, vm)  # before create: cleanup must see it
                 vm.create()
             mig_data.vms.append(vm)
@@ -392,25 +402,25 @@ class MultihostMigration:
     def migrate_vms_dest(self, mig_data: MigrationData) -> dict[str, int]:
         """Destination: start the VMs waiting for the stream; return their ports."""
         mig_data.vms = []
-        protocol = _protocol(mig_data.params)
-        listen = str(mig_data.params.get("migration_listen", "0.0.0.0"))
+        plan = mig_data.plan
         for name in mig_data.vms_name:
-            vm = self._new_vm(name, "dst", mig_data.mig_id)
+            vm = self._new_vm(name, "dst", mig_data)
             self.env.register_vm(name, vm)
             vm.create(incoming=True)
-            vm.apply_migration_settings(mig_data.params)
+            vm.apply_migration_settings(plan.settings)
             mig_data.vms.append(vm)
-            if protocol == "fd":
-                mig_data.vm_ports[name] = _FdIncoming(vm, listen, self.mig_timeout).port
+            if plan.transport is Transport.FD:
+                mig_data.vm_ports[name] = _FdIncoming(vm, plan.listen,
+                                                      plan.timeouts.migration).port
             else:
-                mig_data.vm_ports[name] = vm.start_incoming(protocol, listen, 0)
+                mig_data.vm_ports[name] = vm.start_incoming(plan.transport, plan.listen, 0)
         return mig_data.vm_ports
 
     def migrate_vms_src(self, mig_data: MigrationData) -> None:
         """Source: migrate the VMs of the migration, all at once (each in its
         own thread) unless `migrate_parallel = no`; the first error wins."""
         vms = mig_data.vms
-        if len(vms) == 1 or not mig_data.params.get_bool("migrate_parallel", True):
+        if len(vms) == 1 or not mig_data.plan.parallel:
             for vm in vms:
                 self._migrate_one(vm, mig_data)
             return
@@ -428,26 +438,23 @@ class MultihostMigration:
             raise errors[0]
 
     def _migrate_one(self, vm: VM, mig_data: MigrationData) -> None:
-        protocol = _protocol(mig_data.params)
-        vm.apply_migration_settings(mig_data.params)
+        plan = mig_data.plan
+        vm.apply_migration_settings(plan.settings)
         port = mig_data.vm_ports[vm.name]
-        log.info("%s: migrating to %s port %s over %s", vm.name, mig_data.dst, port, protocol)
-        with _MigrationProgress(vm, mig_data.params.get_float("mig_stall_timeout", 60.0)) \
-                as watch:
+        log.info("%s: migrating to %s port %s over %s", vm.name, mig_data.dst, port,
+                 plan.transport.value)
+        with _MigrationProgress(vm, plan.timeouts.stall) as watch:
             try:
-                if protocol == "fd":
+                if plan.transport is Transport.FD:
                     # The stream rides on a socket this process opened: QEMU
                     # gets its descriptor (getfd), ours closes afterwards.
                     with socket.create_connection((self.address_of(mig_data.dst), port),
                                                   timeout=30) as sock:
-                        vm.migrate(mig_data.dst, port, "fd", timeout=self.mig_timeout,
-                                   fd=sock.fileno())
-                elif mig_data.params.get_bool("migration_offline", False):
-                    vm.migrate_offline(mig_data.dst, mig_data.vm_ports, protocol,
-                                       timeout=self.mig_timeout)
+                        vm.migrate(plan.request(port, fd=sock.fileno()))
+                elif plan.offline:
+                    vm.migrate_offline(plan.request(mig_data.vm_ports))
                 else:
-                    vm.migrate(mig_data.dst, mig_data.vm_ports, protocol,
-                               timeout=self.mig_timeout)
+                    vm.migrate(plan.request(mig_data.vm_ports))
             except MigrationError as err:
                 if watch.stalled:
                     raise MigrationError(
@@ -459,9 +466,9 @@ class MultihostMigration:
     def wait_vms_dest(self, mig_data: MigrationData) -> None:
         """Destination, once the source reported its result: wait until the
         incoming side has ended and the guests run here."""
-        offline = mig_data.params.get_bool("migration_offline", False)
+        offline = mig_data.plan.offline
         for vm in mig_data.vms:
-            vm.wait_for_migration_incoming(timeout=self.sync_timeout,
+            vm.wait_for_migration_incoming(timeout=mig_data.plan.timeouts.sync,
                                            expect_running=not offline)
             if offline:  # the stopped guest arrives stopped: continue it here
                 vm.resume()
@@ -501,7 +508,12 @@ class MultihostMigration:
         params = Params(self.params)
         params.update(params_append or {})
         mig_id = f"mig{index}"
-        mig_data = MigrationData(params, self.hostid, srchost, dsthost, vms_name, mig_id)
+        # The params as they are now, read once: a test may change its own
+        # params before its next migration, which then follows them.
+        plan = MigrationPlan.from_params(params, mig_id=mig_id, src=srchost, dst=dsthost,
+                                         vms=vms_name)
+        mig_data = MigrationData(params, self.hostid, srchost, dsthost, vms_name, mig_id,
+                                 plan)
         self.migrations.append(mig_data)
         thread = MigrationThread(
             lambda: self._migrate(mig_data, start_work, check_work),
@@ -520,7 +532,8 @@ class MultihostMigration:
             log.info("%s: this host takes no part", mig_data.mig_id)
             return
         session = self._sync_session(mig_data.mig_id, [mig_data.src, mig_data.dst])
-        timeout = self.sync_timeout
+        timeouts = mig_data.plan.timeouts
+        timeout = timeouts.sync
         try:
             self.before_migration(mig_data)
             if mig_data.is_dst():
@@ -531,18 +544,18 @@ class MultihostMigration:
                 self.prepare_vms(mig_data)
                 if start_work is not None:
                     start_work(mig_data)
-                ports = session.sync(None, timeout=self.work_timeout + timeout, tag="ports")
+                ports = session.sync(None, timeout=timeouts.work + timeout, tag="ports")
                 mig_data.vm_ports = {k: int(v) for k, v in ports[mig_data.dst].items()}
                 self.migrate_vms_src(mig_data)
                 mig_data.stats = {vm.name: (vm.last_migration or vm.migration_stats()).as_dict()
                                   for vm in mig_data.vms}
             else:
                 ports = self.migrate_vms_dest(mig_data)
-                session.sync(ports, timeout=self.work_timeout + timeout, tag="ports")
+                session.sync(ports, timeout=timeouts.work + timeout, tag="ports")
             # The destination waits here, not on QEMU: if the source fails it
             # aborts the session and this returns at once with its reason.
             states = session.sync(mig_data.stats or None,
-                                  timeout=self.mig_timeout + timeout, tag="migrated")
+                                  timeout=timeouts.migration + timeout, tag="migrated")
             mig_data.stats = mig_data.stats or states.get(mig_data.src) or {}
             if mig_data.is_dst():
                 self.wait_vms_dest(mig_data)
@@ -553,7 +566,7 @@ class MultihostMigration:
                 self.check_vms_dst(mig_data)
                 if check_work is not None:
                     check_work(mig_data)
-            session.barrier("checked", timeout=self.work_timeout + timeout)
+            session.barrier("checked", timeout=timeouts.work + timeout)
             self.post_migration(mig_data)
         except SyncAborted:
             raise
@@ -601,6 +614,6 @@ class MultihostMigration:
                     for image in self._images():
                         if image.create:
                             storage.remove_image(image)
-                    if self._own_tls_dir is not None:
-                        shutil.rmtree(self._own_tls_dir, ignore_errors=True)
+                    if self.tls is not None and self.tls.own:
+                        shutil.rmtree(self.tls.directory, ignore_errors=True)
                     self.sync_server.stop()

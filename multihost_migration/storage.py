@@ -3,6 +3,7 @@
 The master host creates each VM's disk once; every host then checks that it
 sees the very same file (size and a content token), which catches a
 "shared" directory that is in fact local to each host before any guest runs.
+Which images a VM has, and where, is parsed by `imagespec` (the one rule).
 """
 
 from __future__ import annotations
@@ -11,52 +12,14 @@ import hashlib
 import logging
 import os
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
 
 from multihost_migration.errors import StorageError
+from multihost_migration.imagespec import ImageSpec
 
 log = logging.getLogger(__name__)
 
-DEFAULT_IMAGES_DIR = "/var/lib/virt_test/images"
-
-
-@dataclass(frozen=True)
-class ImageSpec:
-    vm: str
-    name: str
-    path: Path
-    fmt: str
-    size: str
-    create: bool
-
-    @classmethod
-    def from_params(cls, vm: str, image: str, params: Mapping[str, Any]) -> "ImageSpec":
-        def get(key: str, default: str = "") -> str:
-            for k in (f"{key}_{image}", key):
-                value = params.get(k)
-                if value not in (None, ""):
-                    return str(value)
-            return default
-
-        fmt = get("image_format", "qcow2")
-        path_s = get("image_path")
-        if not path_s:
-            name = get("image_name")
-            if not name:
-                raise StorageError(f"{vm}: image {image!r} has no image_name nor image_path")
-            path = Path(get("images_base_dir", DEFAULT_IMAGES_DIR)) / name
-            if fmt != "raw" and path.suffix != f".{fmt}":
-                path = path.with_name(f"{path.name}.{fmt}")
-            path_s = str(path)
-        return cls(vm=vm, name=image, path=Path(path_s), fmt=fmt,
-                   size=get("image_size", "64M"), create=get("create_image", "no") == "yes")
-
-
-def images_of(vm: str, params: Mapping[str, Any]) -> list[ImageSpec]:
-    return [ImageSpec.from_params(vm, image, params)
-            for image in str(params.get("images") or "").split()]
+__all__ = ["ImageSpec", "check_image", "create_image", "fingerprint", "remove_image"]
 
 
 def create_image(spec: ImageSpec, timeout: float = 60.0) -> None:

@@ -14,19 +14,23 @@ the waiter drives the migration's decisions:
   `on_pre_switchover` hook with the current statistics, then
   migrate-continue.  If the hook raises, the migration is cancelled and the
   error propagates.
+
+The waiter works through the QEMU's `QemuLink` (its QMP channel and
+process), not the VM: it knows nothing of the VM's lifecycle, which the VM
+updates from what the waiter returns or raises.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Optional, Union
 
 from ..errors import MigrationFailed, MigrationTimeout, QMPError, VMError
+from .link import QemuLink
 from .stats import TERMINAL_STATUSES, MigrationSample, MigrationStats
-
-if TYPE_CHECKING:
-    from .vm import VM
+from .transport import Transport
 
 POLL_INTERVAL = 1.0
 #: Seconds between query-migrate samples on the source.
@@ -42,6 +46,38 @@ _WAKE_STATUSES = TERMINAL_STATUSES | {"pre-switchover"}
 PreSwitchoverHook = Callable[[MigrationStats], None]
 
 
+@dataclass(frozen=True)
+class MigrateRequest:
+    """One outgoing migration, as `VM.migrate` takes it.
+
+    `dest_host` may be a host id (the VM translates it with its
+    `address_of`); `port` may map VM names to ports.  Per transport: tcp ->
+    host:port; unix -> `target` path; exec -> `target` command, default
+    socat to host:port; fd -> `fd` (passed to QEMU) or getfd name `target`.
+    `postcopy_after` (seconds) / `postcopy_after_passes` (complete dirty-sync
+    passes): switch to postcopy (capability postcopy-ram on both sides).
+    `on_pre_switchover(stats)` runs while the source is paused before the
+    switchover (capability pause-before-switchover).  `wait=False` returns
+    once the migration started; `destroy_source` stops the source after it.
+    """
+
+    dest_host: str
+    port: Union[int, Mapping[str, int]] = 0
+    transport: Transport = Transport.TCP
+    timeout: float = 300.0
+    target: Optional[str] = None
+    fd: Optional[int] = None
+    wait: bool = True
+    destroy_source: bool = False
+    postcopy_after: Optional[float] = None
+    postcopy_after_passes: Optional[int] = None
+    on_pre_switchover: Optional[PreSwitchoverHook] = None
+
+    def port_of(self, vm: str) -> int:
+        """This VM's port (`port` may map VM names to ports)."""
+        return self.port[vm] if isinstance(self.port, Mapping) else int(self.port)
+
+
 def _is_wake_event(event: dict[str, Any]) -> bool:
     data = event.get("data") or {}
     return event.get("event") == "MIGRATION" and data.get("status") in _WAKE_STATUSES
@@ -50,12 +86,12 @@ def _is_wake_event(event: dict[str, Any]) -> bool:
 class MigrationWaiter:
     """Created *before* issuing migrate / migrate-incoming (takes an event mark)."""
 
-    def __init__(self, vm: "VM", mark: Optional[int] = None,
+    def __init__(self, qmp: QemuLink, mark: Optional[int] = None,
                  postcopy_after: Optional[float] = None,
                  postcopy_after_passes: Optional[int] = None,
                  on_pre_switchover: Optional[PreSwitchoverHook] = None,
                  sample_interval: float = SAMPLE_INTERVAL) -> None:
-        self.vm = vm
+        self.qmp = qmp
         self.postcopy_after = postcopy_after
         self.postcopy_after_passes = postcopy_after_passes
         self.on_pre_switchover = on_pre_switchover
@@ -65,8 +101,7 @@ class MigrationWaiter:
         self.switched_to_postcopy = False
         self.continued = False
         self.started = time.monotonic()
-        channel = vm._channel("migration")
-        self.events = channel.events
+        self.events = qmp.channel.events
         self.mark = self.events.mark() if mark is None else mark
 
     def _sleep_for_event(self, timeout: float) -> None:
@@ -76,15 +111,15 @@ class MigrationWaiter:
     def read_downtime_limit(self) -> None:
         """Remember downtime-limit as QEMU has it (call before migrate)."""
         try:
-            value = self.vm.qmp("query-migrate-parameters").get("downtime-limit")
+            value = self.qmp.execute("query-migrate-parameters").get("downtime-limit")
         except (QMPError, VMError) as err:
-            self.vm.log.debug("query-migrate-parameters: %s", err)
+            self.qmp.log.debug("query-migrate-parameters: %s", err)
             return
         self.downtime_limit_ms = int(value) if isinstance(value, int) else None
 
     def _sample(self) -> Optional[MigrationStats]:
         try:
-            reply = self.vm.query_migrate()
+            reply = self.qmp.query_migrate()
         except (QMPError, VMError):
             return None
         t_ms = int((time.monotonic() - self.started) * 1000)
@@ -98,15 +133,15 @@ class MigrationWaiter:
     def _failed(self, reason: str, stats: Optional[MigrationStats] = None,
                 timeout: bool = False) -> MigrationFailed:
         cls = MigrationTimeout if timeout else MigrationFailed
-        return cls(self.vm.name, reason,
+        return cls(self.qmp.name, reason,
                    status=stats.status if stats else None,
                    error_desc=stats.error_desc if stats else None,
                    stats=self._with_samples(stats).as_dict() if stats else None,
-                   log_tail=self.vm.log_tail())
+                   log_tail=self.qmp.log_tail())
 
     def _stats(self) -> Optional[MigrationStats]:
         try:
-            return self.vm.migration_stats()
+            return self.qmp.migration_stats()
         except (QMPError, VMError):
             return None
 
@@ -118,7 +153,7 @@ class MigrationWaiter:
             self._sleep_for_event(min(self.sample_interval, deadline - time.monotonic()))
             current = self._sample()
             if current is None:
-                if not self.vm.is_alive():
+                if not self.qmp.is_alive():
                     raise self._failed("source QEMU exited during migration", stats)
                 continue
             stats = current
@@ -140,7 +175,7 @@ class MigrationWaiter:
         deadline = time.monotonic() + FINAL_STATS_TIMEOUT
         while time.monotonic() < deadline:
             try:
-                if self.vm.query_status() == "postmigrate":
+                if self.qmp.query_status() == "postmigrate":
                     break
             except (QMPError, VMError):
                 break
@@ -162,13 +197,13 @@ class MigrationWaiter:
                      and stats.dirty_sync_count > self.postcopy_after_passes)
         if not (by_time or by_passes):
             return
-        self.vm.log.info("switching to postcopy (after %.1fs, %s passes)",
+        self.qmp.log.info("switching to postcopy (after %.1fs, %s passes)",
                          time.monotonic() - self.started, stats.dirty_sync_count)
         self.switched_to_postcopy = True
         try:
-            self.vm.qmp("migrate-start-postcopy")
+            self.qmp.execute("migrate-start-postcopy")
         except (QMPError, VMError) as err:
-            self.vm.log.warning("migrate-start-postcopy: %s", err)
+            self.qmp.log.warning("migrate-start-postcopy: %s", err)
 
     def _maybe_continue(self, stats: MigrationStats) -> None:
         if stats.status != "pre-switchover" or self.continued:
@@ -180,14 +215,14 @@ class MigrationWaiter:
             except BaseException:
                 self._cancel()
                 raise
-        self.vm.log.info("pre-switchover: migrate-continue")
-        self.vm.qmp("migrate-continue", state="pre-switchover")
+        self.qmp.log.info("pre-switchover: migrate-continue")
+        self.qmp.execute("migrate-continue", {"state": "pre-switchover"})
 
     def _cancel(self) -> None:
         try:
-            self.vm.qmp("migrate_cancel")
+            self.qmp.execute("migrate_cancel")
         except (QMPError, VMError) as err:
-            self.vm.log.warning("migrate_cancel: %s", err)
+            self.qmp.log.warning("migrate_cancel: %s", err)
 
     def wait_incoming(self, timeout: float, check: bool,
                       expect_running: bool = True) -> str:
@@ -197,7 +232,7 @@ class MigrationWaiter:
         while True:
             self._sleep_for_event(min(POLL_INTERVAL, deadline - time.monotonic()))
             stats = self._stats()
-            if stats is None and not self.vm.is_alive():
+            if stats is None and not self.qmp.is_alive():
                 # QEMU exits when an incoming migration fails.
                 return self._incoming_failed(check, "destination QEMU exited", None)
             if stats is not None and stats.status == "completed":
@@ -222,9 +257,9 @@ class MigrationWaiter:
     def _wait_running(self, deadline: float) -> None:
         run_deadline = min(deadline, time.monotonic() + RUN_TIMEOUT)
         while True:
-            status = self.vm.query_status()
+            status = self.qmp.query_status()
             if status == "running" or time.monotonic() >= run_deadline:
                 if status != "running":
-                    self.vm.log.warning("after incoming migration runstate is %s", status)
+                    self.qmp.log.warning("after incoming migration runstate is %s", status)
                 return
             time.sleep(0.05)

@@ -16,24 +16,24 @@ life of the process, also those set while it was a migration destination,
 so `apply` turns off every capability not listed (except `events`) and
 puts every parameter not given back to its value at launch (`defaults`),
 TLS parameters excepted (the VM selects those per direction).
+
+`MigrationSettings.from_params` runs once per migration (plan.py); the
+functions here work on the QEMU's QMP link (link.py), not on the VM.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping, Optional
+from typing import Any, Mapping, Optional
 
 from ..errors import ConfigError, MigrationSettingsError, QMPCommandError
-
-if TYPE_CHECKING:
-    from .vm import VM
+from ..params import parse_bool
+from .link import QemuLink
 
 PARAM_PREFIX = "migrate_parameter_"
 _SUFFIXES = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 _KEEP_CAPABILITIES = frozenset({"events"})
 _KEEP_PARAMETERS = frozenset({"tls-creds", "tls-hostname", "tls-authz"})
-_TRUE = ("yes", "on", "true", "1")
-_FALSE = ("no", "off", "false", "0")
 
 
 @dataclass(frozen=True)
@@ -83,10 +83,7 @@ class AppliedSettings:
 def convert(name: str, text: str, current: Any) -> Any:
     """`text` as the type of `current` (QEMU's present value of `name`)."""
     if isinstance(current, bool):
-        lowered = text.lower()
-        if lowered in _TRUE or lowered in _FALSE:
-            return lowered in _TRUE
-        raise ConfigError(f"migrate parameter {name}={text!r}: expected yes or no")
+        return parse_bool(text, f"migrate parameter {name}")
     if isinstance(current, int) or (current is None and _is_number(text)):
         return _int_with_suffix(name, text)
     return text
@@ -111,79 +108,79 @@ def _int_with_suffix(name: str, text: str) -> int:
                           f"integer (K/M/G suffix allowed)") from None
 
 
-def query_capabilities(vm: "VM") -> dict[str, bool]:
+def query_capabilities(qmp: QemuLink) -> dict[str, bool]:
     return {str(item["capability"]): bool(item["state"])
-            for item in vm.qmp("query-migrate-capabilities")}
+            for item in qmp.execute("query-migrate-capabilities")}
 
 
-def query_parameters(vm: "VM") -> dict[str, Any]:
-    return dict(vm.qmp("query-migrate-parameters"))
+def query_parameters(qmp: QemuLink) -> dict[str, Any]:
+    return dict(qmp.execute("query-migrate-parameters"))
 
 
-def set_capabilities(vm: "VM", wanted: Mapping[str, bool]) -> dict[str, bool]:
+def set_capabilities(qmp: QemuLink, wanted: Mapping[str, bool]) -> dict[str, bool]:
     """Set capabilities, read them back; MigrationSettingsError on a mismatch."""
     if not wanted:
-        return query_capabilities(vm)
+        return query_capabilities(qmp)
     caps = [{"capability": name, "state": bool(state)} for name, state in wanted.items()]
     try:
-        vm.qmp("migrate-set-capabilities", capabilities=caps)
+        qmp.execute("migrate-set-capabilities", {"capabilities": caps})
     except QMPCommandError as err:
         names = " ".join(name for name, state in wanted.items() if state)
-        raise MigrationSettingsError(vm.name, "capabilities", names, True,
+        raise MigrationSettingsError(qmp.name, "capabilities", names, True,
                                      qemu_error=err.desc) from err
-    actual = query_capabilities(vm)
+    actual = query_capabilities(qmp)
     for name, state in wanted.items():
         if actual.get(name) != bool(state):
-            raise MigrationSettingsError(vm.name, "capability", name, bool(state),
+            raise MigrationSettingsError(qmp.name, "capability", name, bool(state),
                                          actual.get(name))
     return actual
 
 
-def set_parameters(vm: "VM", wanted: Mapping[str, str]) -> dict[str, Any]:
+def set_parameters(qmp: QemuLink, wanted: Mapping[str, str]) -> dict[str, Any]:
     """Set parameters (string values converted), read back; raise on a mismatch."""
-    current = query_parameters(vm)
+    current = query_parameters(qmp)
     if not wanted:
         return current
     typed = {name: convert(name, str(text), current.get(name))
              for name, text in wanted.items()}
-    return set_typed_parameters(vm, typed)
+    return set_typed_parameters(qmp, typed)
 
 
-def set_typed_parameters(vm: "VM", typed: Mapping[str, Any]) -> dict[str, Any]:
+def set_typed_parameters(qmp: QemuLink, typed: Mapping[str, Any]) -> dict[str, Any]:
     try:
-        vm.qmp("migrate-set-parameters", dict(typed))
+        qmp.execute("migrate-set-parameters", dict(typed))
     except QMPCommandError as err:
         name = " ".join(typed)
-        raise MigrationSettingsError(vm.name, "parameters", name,
+        raise MigrationSettingsError(qmp.name, "parameters", name,
                                      dict(typed), qemu_error=err.desc) from err
-    actual = query_parameters(vm)
+    actual = query_parameters(qmp)
     for name, value in typed.items():
         if actual.get(name) != value:
-            raise MigrationSettingsError(vm.name, "parameter", name, value,
+            raise MigrationSettingsError(qmp.name, "parameter", name, value,
                                          actual.get(name))
     return actual
 
 
-def apply(vm: "VM", settings: MigrationSettings,
+def apply(qmp: QemuLink, settings: MigrationSettings,
           defaults: Optional[Mapping[str, Any]] = None) -> AppliedSettings:
     """Capabilities first (multifd must be on before multifd-channels matters).
 
     Capabilities not listed are turned off; parameters not given go back to
     `defaults` (QEMU's values at launch) when they differ from them.
     """
-    wanted_caps = {name: False for name, state in query_capabilities(vm).items()
+    wanted_caps = {name: False for name, state in query_capabilities(qmp).items()
                    if state and name not in _KEEP_CAPABILITIES}
     wanted_caps.update({name: True for name in settings.capabilities})
-    caps = set_capabilities(vm, wanted_caps)
-    current = query_parameters(vm)
+    caps = set_capabilities(qmp, wanted_caps)
+    current = query_parameters(qmp)
     requested = dict(settings.parameters)
     typed = {name: value for name, value in (defaults or {}).items()
              if name not in _KEEP_PARAMETERS and name not in requested
              and name in current and current[name] != value}
     typed.update({name: convert(name, text, current.get(name))
                   for name, text in requested.items()})
-    params = set_typed_parameters(vm, typed) if typed else current
-    vm.log.info("migration settings: capabilities %s, parameters %s",
+    params = set_typed_parameters(qmp, typed) if typed else current
+    qmp.log.info("migration settings: capabilities %s, parameters %s",
                 " ".join(settings.capabilities) or "-",
                 " ".join(f"{k}={params.get(k)}" for k, _ in settings.parameters) or "-")
     return AppliedSettings(caps, params, settings.postcopy_after_passes)

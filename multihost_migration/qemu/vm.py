@@ -8,8 +8,12 @@ Lifecycle (`VMState`), guarded by `_require_state`:
      +--create(incoming=True)--> INCOMING --wait_for_migration_incoming()--+
     any --destroy()--> DESTROYED --create()--> ...
 
-Migration settings: `apply_migration_settings(params)` sets capabilities
-and parameters (settings.py) and reads them back; with `migration_tls` the
+Migration settings: `apply_migration_settings(settings)` sets the
+capabilities and parameters of a `MigrationSettings` (settings.py, parsed
+once per migration) and reads them back; `migrate(MigrateRequest(...))`
+takes everything about one outgoing migration in one frozen object; the
+waiter (migration.py) and the settings work through the QEMU's `QemuLink`
+(QMP channel and process), never through the VM; with `migration_tls` the
 VM carries TLS credentials objects (tls.py) and selects the server side in
 start_incoming() and the client side in migrate().  With `heartbeat = yes`
 the host records the guest's heartbeats (heartbeat.py) from create() on.
@@ -33,18 +37,19 @@ from types import TracebackType
 from typing import Any, Callable, Mapping, Optional, Union
 
 from ..errors import (GuestError, LoginError, MigrationError, MigrationFailed,
-                      QMPError, VMDiedError, VMError, VMLaunchError, VMStateError)
+                      QMPError, VMError, VMLaunchError, VMStateError)
 from ..guest.console import ConsoleSession
 from . import settings as mig_settings
 from .cmdline import RunPaths, build_command, effective_cache, o_direct_supported
 from .config import VMConfig
 from .heartbeat import HeartbeatRecorder
-from .migration import MigrationWaiter, PreSwitchoverHook
+from .link import QemuLink
+from .migration import MigrateRequest, MigrationWaiter
 from .process import QemuProcess, read_tail
 from .qmp_channel import QMPChannel
 from .stats import MigrationStats
-from .transport import (exec_connect_command, exec_listen_command, free_port, incoming_uri,
-                        listening_port, outgoing_uri, wait_listening)
+from .transport import (Transport, exec_connect_command, exec_listen_command, free_port,
+                        incoming_uri, listening_port, outgoing_uri, wait_listening)
 
 LOG = logging.getLogger(__name__)
 
@@ -96,7 +101,6 @@ class VM:
         self._incoming_mark = 0
         self._waiter: Optional[MigrationWaiter] = None
         self._heartbeat: Optional[HeartbeatRecorder] = None
-        self.postcopy_after_passes: Optional[int] = None
         self._default_parameters: dict[str, Any] = {}
         self.incoming_target: Optional[str] = None
 
@@ -257,19 +261,20 @@ class VM:
             raise VMStateError(self.name, operation, "no-qmp", [])
         return self._qmp
 
+    def _qemu(self, operation: str) -> QemuLink:
+        """The QEMU's QMP link, for the waiter and the settings."""
+        channel = self._channel(operation)
+        process = self._process
+        if process is None:
+            raise VMStateError(self.name, operation, "no-process", [])
+        return QemuLink(self.name, channel, process, self.log)
+
     def qmp(self, command: str, arguments: Optional[Mapping[str, Any]] = None,
             *, timeout: float = 30.0, **kwargs: Any) -> Any:
         """Execute a QMP command; arguments as a dict and/or keywords."""
         args = dict(arguments or {})
         args.update(kwargs)
-        channel = self._channel(command)
-        try:
-            return channel.execute(command, args or None, timeout=timeout)
-        except QMPError as err:
-            if self._process is not None and not self._process.wait(0.2):
-                raise
-            code = self._process.returncode if self._process else None
-            raise VMDiedError(self.name, code, self.log_tail()) from err
+        return self._qemu(command).execute(command, args or None, timeout=timeout)
 
     def pass_fd(self, fd: int, fdname: str) -> None:
         """Give QEMU a file descriptor under `fdname` (SCM_RIGHTS + getfd)."""
@@ -294,27 +299,25 @@ class VM:
     def set_migration_parameters(self, parameters: Mapping[str, Any]) -> None:
         self.qmp("migrate-set-parameters", _qmp_names(parameters))
 
-    def apply_migration_settings(self, params: Mapping[str, Any]
+    def apply_migration_settings(self, settings: mig_settings.MigrationSettings
                                  ) -> mig_settings.AppliedSettings:
-        """Set `migration_capabilities` and `migrate_parameter_<name>` from
-        `params` and read them back (MigrationSettingsError if QEMU did not
-        take them).  Declarative: other capabilities are turned off and other
-        parameters return to QEMU's launch values, so call it on both sides
-        before every start_incoming / migrate, also with no settings.
-        `postcopy_after_passes` becomes the default of the next migrate()."""
+        """Set the capabilities and parameters of `settings` and read them
+        back (MigrationSettingsError if QEMU did not take them).  Declarative:
+        other capabilities are turned off and other parameters return to
+        QEMU's launch values, so call it on both sides before every
+        start_incoming / migrate, also with no settings.  Its
+        `postcopy_after_passes` is for the MigrateRequest: nothing is kept."""
         self._require_state("apply_migration_settings", VMState.RUNNING,
                             VMState.INCOMING)
-        settings = mig_settings.MigrationSettings.from_params(params)
-        applied = mig_settings.apply(self, settings, self._default_parameters)
-        self.postcopy_after_passes = settings.postcopy_after_passes
-        return applied
+        return mig_settings.apply(self._qemu("apply_migration_settings"), settings,
+                                  self._default_parameters)
 
     def _select_tls(self, incoming: bool) -> None:
         tls = self.config.tls
         if tls is None:
             return
         wanted = tls.incoming_parameters() if incoming else tls.outgoing_parameters()
-        mig_settings.set_typed_parameters(self, wanted)
+        mig_settings.set_typed_parameters(self._qemu("select_tls"), wanted)
         self.log.info("migration over TLS (%s, %s)", tls.kind, wanted["tls-creds"])
 
     def query_migrate(self) -> dict[str, Any]:
@@ -323,8 +326,8 @@ class VM:
     def migration_stats(self) -> MigrationStats:
         return MigrationStats.from_query(self.query_migrate())
 
-    def start_incoming(self, transport: str = "tcp", host: str = "0.0.0.0",
-                       port: int = 0, target: Optional[str] = None,
+    def start_incoming(self, transport: Union[Transport, str] = Transport.TCP,
+                       host: str = "0.0.0.0", port: int = 0, target: Optional[str] = None,
                        fd: Optional[int] = None) -> int:
         """migrate-incoming on a `create(incoming=True)` VM.
 
@@ -337,52 +340,37 @@ class VM:
         fd:   reads from `fd` (passed to QEMU here) or the getfd name `target`.
         """
         self._require_state("start_incoming", VMState.INCOMING)
+        kind = Transport.parse(transport)
         real_port = int(port)
-        if transport == "unix" and target is None:
+        if kind is Transport.UNIX and target is None:
             target = str(self.paths.extra_serial_dir / "migrate-in.sock")
-        elif transport == "exec" and target is None:
+        elif kind is Transport.EXEC and target is None:
             real_port = real_port or free_port(host)
             target = exec_listen_command(host, real_port)
-        elif transport == "fd" and fd is not None:
+        elif kind is Transport.FD and fd is not None:
             target = "migfd-in"
             self.pass_fd(fd, target)
-        uri = incoming_uri(transport, host, real_port, target)
+        uri = incoming_uri(kind, host, real_port, target)
         self.incoming_target = target
         self._select_tls(incoming=True)
         self._incoming_mark = self._channel("start_incoming").events.mark()
         try:
             self.qmp("migrate-incoming", uri=uri)
-            if transport == "tcp":
+            if kind is Transport.TCP:
                 real_port = listening_port(self.query_migrate()) or 0
-            elif transport == "exec" and real_port and not wait_listening(real_port, 10.0):
+            elif kind is Transport.EXEC and real_port and not wait_listening(real_port, 10.0):
                 raise VMError(f"exec transport: nothing listens on port {real_port}")
         except (QMPError, VMError) as err:
             raise MigrationFailed(self.name, f"migrate-incoming {uri}: {err}",
                                   log_tail=self.log_tail()) from err
         self.log.info("waiting for incoming migration on %s (port %s)", uri, real_port)
-        return real_port if transport in ("tcp", "exec") else 0
+        return real_port if kind in (Transport.TCP, Transport.EXEC) else 0
 
-    def migrate(self, dest_host: str, remote_port: Union[int, Mapping[str, int]],
-                protocol: str = "tcp", timeout: float = 300.0, *,
-                target: Optional[str] = None, fd: Optional[int] = None,
-                wait: bool = True, destroy_source: bool = False,
-                postcopy_after: Optional[float] = None,
-                postcopy_after_passes: Optional[int] = None,
-                on_pre_switchover: Optional[PreSwitchoverHook] = None) -> MigrationStats:
-        """Migrate this (source) VM; block until done unless `wait=False`.
-
-        `dest_host` may be a host id, translated by `address_of` (used as
-        is when `address_of` returns None or "").  `remote_port` may map VM
-        names to ports.  Per protocol: tcp -> host:port; unix -> `target`
-        path; exec -> `target` command, default socat to host:port; fd ->
-        `fd` (passed here) or getfd name `target`.  With `postcopy_after`
-        (seconds; capability postcopy-ram on both sides) the migration is
-        switched to postcopy once it has been active that long; with
-        `postcopy_after_passes` (default: from apply_migration_settings) after
-        that many complete dirty-sync passes.  With pause-before-switchover
-        on, `on_pre_switchover(stats)` runs while the source is paused before
-        the switchover, then the migration continues.  The final statistics
-        carry ~5 samples/s of progress and the downtime-limit in force.
+    def migrate(self, request: MigrateRequest) -> MigrationStats:
+        """Migrate this (source) VM as `request` says (see MigrateRequest);
+        block until done unless `request.wait` is False.  The final
+        statistics carry ~5 samples/s of progress and the downtime-limit in
+        force.
 
         Returns the final statistics; raises MigrationError (MigrationFailed /
         MigrationTimeout) with status, error-desc and stats on failure.
@@ -391,25 +379,7 @@ class VM:
             self._require_state("migrate", VMState.RUNNING)
             self._set_state(VMState.MIGRATING)
         try:
-            port = (remote_port[self.name] if isinstance(remote_port, Mapping)
-                    else int(remote_port))
-            host = (self.address_of(dest_host) if self.address_of else None) or dest_host
-            if protocol == "exec" and target is None:
-                target = exec_connect_command(host, port)
-            elif protocol == "fd" and fd is not None:
-                target = "migfd-out"
-                self.pass_fd(fd, target)
-            uri = outgoing_uri(protocol, host, port, target)
-            self._select_tls(incoming=False)
-            waiter = self._waiter = MigrationWaiter(
-                self, postcopy_after=postcopy_after,
-                postcopy_after_passes=(self.postcopy_after_passes
-                                       if postcopy_after_passes is None
-                                       else postcopy_after_passes),
-                on_pre_switchover=on_pre_switchover)
-            waiter.read_downtime_limit()
-            self.log.info("migrating to %s", uri)
-            self.qmp("migrate", uri=uri)
+            waiter = self._start_migration(request)
         except (QMPError, VMError) as err:
             self._set_state(VMState.RUNNING)
             raise MigrationFailed(self.name, f"migrate command failed: {err}",
@@ -417,18 +387,44 @@ class VM:
         except BaseException:
             self._set_state(VMState.RUNNING)
             raise
-        if not wait:
+        if not request.wait:
             return self.migration_stats()
-        stats = self.wait_for_migration(timeout, waiter)
-        if destroy_source:
+        stats = self.wait_for_migration(request.timeout, waiter)
+        if request.destroy_source:
             self.destroy()
         return stats
+
+    def _outgoing_uri(self, request: MigrateRequest) -> str:
+        port = request.port_of(self.name)
+        host = (self.address_of(request.dest_host) if self.address_of else None) \
+            or request.dest_host
+        target = request.target
+        if request.transport is Transport.EXEC and target is None:
+            target = exec_connect_command(host, port)
+        elif request.transport is Transport.FD and request.fd is not None:
+            target = "migfd-out"
+            self.pass_fd(request.fd, target)
+        return outgoing_uri(request.transport, host, port, target)
+
+    def _start_migration(self, request: MigrateRequest) -> MigrationWaiter:
+        """TLS side, waiter (before the command: it marks the events), migrate."""
+        uri = self._outgoing_uri(request)
+        self._select_tls(incoming=False)
+        waiter = self._waiter = MigrationWaiter(
+            self._qemu("migrate"), postcopy_after=request.postcopy_after,
+            postcopy_after_passes=request.postcopy_after_passes,
+            on_pre_switchover=request.on_pre_switchover)
+        waiter.read_downtime_limit()
+        self.log.info("migrating to %s", uri)
+        self.qmp("migrate", uri=uri)
+        return waiter
 
     def wait_for_migration(self, timeout: float = 300.0,
                            waiter: Optional[MigrationWaiter] = None) -> MigrationStats:
         """Wait (source side) for a started migration to finish."""
         self._require_state("wait_for_migration", VMState.MIGRATING)
-        waiter = waiter or self._waiter or MigrationWaiter(self, mark=0)
+        waiter = waiter or self._waiter or MigrationWaiter(
+            self._qemu("wait_for_migration"), mark=0)
         try:
             stats = waiter.wait_source(timeout)
         except MigrationError:
@@ -475,14 +471,12 @@ class VM:
         self.log.info("migration %s after migrate_cancel", stats.status)
         return stats
 
-    def migrate_offline(self, dest_host: str, remote_port: Union[int, Mapping[str, int]],
-                        protocol: str = "tcp", timeout: float = 300.0,
-                        **kwargs: Any) -> MigrationStats:
+    def migrate_offline(self, request: MigrateRequest) -> MigrationStats:
         """Stop the guest, then migrate (see migrate()).  The destination
         keeps it paused: wait there with expect_running=False, then `cont`."""
         self._require_state("migrate_offline", VMState.RUNNING)
         self.pause()
-        return self.migrate(dest_host, remote_port, protocol, timeout, **kwargs)
+        return self.migrate(request)
 
     def wait_for_migration_incoming(self, timeout: float = 300.0,
                                     check: bool = True,
@@ -498,7 +492,8 @@ class VM:
         if self._state is VMState.RUNNING:
             return "completed"
         self._require_state("wait_for_migration_incoming", VMState.INCOMING)
-        status = MigrationWaiter(self, mark=self._incoming_mark).wait_incoming(
+        status = MigrationWaiter(self._qemu("wait_for_migration_incoming"),
+                                 mark=self._incoming_mark).wait_incoming(
             timeout, check, expect_running)
         if status == "completed":
             self._set_state(VMState.RUNNING)
@@ -594,4 +589,4 @@ class VM:
         self.destroy(gracefully=exc is None)
 
 
-__all__ = ["VM", "VMState", "MigrationStats"]
+__all__ = ["MigrateRequest", "MigrationStats", "VM", "VMState"]

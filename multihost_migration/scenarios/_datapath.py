@@ -33,6 +33,7 @@ from multihost_migration.migration import MigrationData, Work
 from multihost_migration.params import Params
 from multihost_migration.poller import Poller
 from multihost_migration.qemu.env import Env
+from multihost_migration.qemu.stats import ram_counter
 from multihost_migration.qemu.vm import VM, VMState
 from multihost_migration.scenarios.migration_integrity import IntegrityMigration
 from multihost_migration.verdicts import TestFail
@@ -45,15 +46,6 @@ Evidence = dict[str, Any]
 def where(mig_data: MigrationData, vm: str, host: str) -> str:
     """'vm1 in mig1 h7->h8 (on h8)': what every finding names."""
     return f"{vm} in {mig_data.mig_id} {mig_data.src}->{mig_data.dst} (on {host})"
-
-
-def ram_counter(reply: Mapping[str, Any], key: str) -> Optional[int]:
-    """An integer of query-migrate's `ram` section, None when QEMU omits it."""
-    ram = reply.get("ram")
-    if not isinstance(ram, Mapping):
-        return None
-    value = ram.get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 class DowntimeRelease(Poller):

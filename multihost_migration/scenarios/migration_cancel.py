@@ -44,7 +44,7 @@ from multihost_migration.guest.checks import Heartbeat, MemoryDirtier
 from multihost_migration.migration import MigrationData
 from multihost_migration.params import Params
 from multihost_migration.qemu.env import Env
-from multihost_migration.qemu.stats import MigrationSample
+from multihost_migration.qemu.stats import MigrationSample, ram_counter, ram_progress_pct
 from multihost_migration.qemu.vm import VM
 from multihost_migration.scenarios.migration_integrity import IntegrityMigration
 from multihost_migration.verdicts import TestFail
@@ -53,18 +53,6 @@ log = logging.getLogger(__name__)
 
 #: Seconds between query-migrate polls while waiting for the cancel point.
 POLL_INTERVAL = 0.1
-
-
-def ram_progress_pct(reply: Mapping[str, Any]) -> Optional[float]:
-    """Percent of the guest RAM done in a query-migrate reply (None before
-    QEMU reports RAM totals)."""
-    ram = reply.get("ram")
-    if not isinstance(ram, Mapping):
-        return None
-    total, remaining = ram.get("total"), ram.get("remaining")
-    if not isinstance(total, int) or not isinstance(remaining, int) or total <= 0:
-        return None
-    return 100.0 * (total - remaining) / total
 
 
 class CancelTrigger:
@@ -99,8 +87,7 @@ class CancelTrigger:
             if pct is not None and pct >= self.at_pct:
                 return True
         if self.after_s is not None and elapsed_s >= self.after_s:
-            ram = reply.get("ram") or {}
-            return int(ram.get("dirty-sync-count") or 0) >= self.min_passes
+            return (ram_counter(reply, "dirty-sync-count") or 0) >= self.min_passes
         return False
 
     def describe(self) -> str:
@@ -171,9 +158,9 @@ class CancelMigration(IntegrityMigration):
     def _migrate_and_cancel(self, vm: VM, mig_data: MigrationData,
                             trigger: CancelTrigger) -> None:
         where = f"{vm.name} {mig_data.mig_id} {mig_data.src} -> {mig_data.dst}"
-        vm.apply_migration_settings(mig_data.params)
-        vm.migrate(mig_data.dst, mig_data.vm_ports, str(mig_data.params.get(
-            "migration_protocol", "tcp")), timeout=self.mig_timeout, wait=False)
+        vm.apply_migration_settings(mig_data.plan.settings)
+        vm.migrate(mig_data.plan.request(mig_data.vm_ports, timeout=self.mig_timeout,
+                                         wait=False))
         started = time.monotonic()
         deadline = started + self.mig_timeout
         samples: list[MigrationSample] = []
@@ -197,13 +184,13 @@ class CancelMigration(IntegrityMigration):
                                      f"{status}, {ram_progress_pct(reply)} % of RAM); "
                                      f"cancelled")
             time.sleep(POLL_INTERVAL)
-        ram = reply.get("ram") or {}
         pct = ram_progress_pct(reply) or 0.0
         log.info("%s: cancelling %s: %.1f s, %.1f %% of RAM, %d MiB sent, %d MiB "
                  "remaining, %s dirty-sync passes, expected downtime %s ms, throttle %s %%",
                  where, trigger.describe(), elapsed, pct,
-                 int(ram.get("transferred") or 0) >> 20, int(ram.get("remaining") or 0) >> 20,
-                 ram.get("dirty-sync-count"), reply.get("expected-downtime"),
+                 (ram_counter(reply, "transferred") or 0) >> 20,
+                 (ram_counter(reply, "remaining") or 0) >> 20,
+                 ram_counter(reply, "dirty-sync-count"), reply.get("expected-downtime"),
                  reply.get("cpu-throttle-percentage", 0))
         stats = vm.cancel_migration(wait=True, timeout=30)
         samples.append(MigrationSample.from_query(

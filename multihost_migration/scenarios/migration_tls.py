@@ -33,10 +33,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from multihost_migration import storage
 from multihost_migration.errors import (ConfigError, GuestCheckError, MigrationError,
                                         MigrationFailed)
 from multihost_migration.guest.checks import MemoryDirtier
+from multihost_migration.imagespec import images_dir
 from multihost_migration.migration import MigrationData, MultihostMigration
 from multihost_migration.params import Params
 from multihost_migration.qemu.env import Env
@@ -65,9 +65,7 @@ class TLSMigration(DatapathMigration):
         if str(params.get("migration_tls") or "") != "x509":
             raise ConfigError(f"{self.hostid}: the tls scenario needs migration_tls = x509, "
                               f"has {params.get('migration_tls')!r}")
-        self.other_ca = str(Path(str(params.get("images_base_dir",
-                                                storage.DEFAULT_IMAGES_DIR)))
-                            / f"mhm-tls-{self.job_id}-otherca")
+        self.other_ca = str(Path(images_dir(params)) / f"mhm-tls-{self.job_id}-otherca")
         self.wrong_ca = params.get_bool("tls_other_ca", True)
         self._made_other_ca = False
         self.refused: dict[str, str] = {}   # mig_id -> the source's error
@@ -82,16 +80,12 @@ class TLSMigration(DatapathMigration):
             self._made_other_ca = True
             log.info("%s: credentials from another CA in %s", self.hostid, self.other_ca)
 
-    def migrate_vms_dest(self, mig_data: MigrationData) -> dict[str, int]:
+    def vm_params_for(self, mig_data: MigrationData, name: str, role: str) -> dict[str, Any]:
+        params = super().vm_params_for(mig_data, name, role)
         directory = mig_data.params.get(DEST_TLS_DIR)
-        if not directory:
-            return super().migrate_vms_dest(mig_data)
-        saved = self.params["migration_tls_dir"]
-        self.params["migration_tls_dir"] = directory   # read by _new_vm -> vm_params
-        try:
-            return super().migrate_vms_dest(mig_data)
-        finally:
-            self.params["migration_tls_dir"] = saved
+        if role == "dst" and directory:
+            params["migration_tls_dir"] = str(directory)
+        return params
 
     def _refusal(self, mig_data: MigrationData) -> bool:
         """mig1: a migration the destination's credentials must make fail."""
@@ -180,7 +174,8 @@ class TLSMigration(DatapathMigration):
 
     def migration_scenario(self) -> None:
         src, dst = self.hosts[0], self.hosts[1]
-        dest_dir = self.other_ca if self.wrong_ca else str(self.params["migration_tls_dir"])
+        # self.tls: the job's own credentials (x509, checked in __init__)
+        dest_dir = self.other_ca if self.wrong_ca or self.tls is None else self.tls.directory
         self.migrate_recorded(self.vms, src, dst, self.start_work, None,
                               params_append={DEST_TLS_DIR: dest_dir})
         self.migrate_recorded(self.vms, src, dst, self.start_work_memory_only,

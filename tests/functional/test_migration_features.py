@@ -23,6 +23,8 @@ from multihost_migration.errors import (GuestCheckError, LoginError, MigrationEr
 from multihost_migration.guest.checks import (DiskPattern, Heartbeat, MemoryDirtier,
                                               guest_downtime_ms, read_heartbeat_log)
 from multihost_migration.qemu import VM, VMState
+from multihost_migration.qemu.migration import MigrateRequest
+from multihost_migration.qemu.settings import MigrationSettings
 from multihost_migration.qemu.stats import MigrationStats
 from multihost_migration.qemu.tls import make_tls_credentials
 from multihost_migration.scenarios._datapath import DowntimeRelease
@@ -41,6 +43,11 @@ LOOPBACK = "127.0.0.1"
 FAST = {"migrate_parameter_max-bandwidth": "4G"}
 #: Keeps a dirtying guest in precopy (it cannot converge at this rate).
 SLOW = {"migrate_parameter_max-bandwidth": "16M"}
+
+
+def parsed(params: Optional[dict[str, str]] = None) -> MigrationSettings:
+    """Settings as a migration's plan parses them, once."""
+    return MigrationSettings.from_params(params or {})
 
 
 class Chain:
@@ -89,10 +96,14 @@ class Chain:
         src = self.source()
         dst = self.new_vm(**(dst_overrides or {}))
         dst.create(incoming=True)
-        dst.apply_migration_settings(settings or {})
-        src.apply_migration_settings(settings or {})
+        parsed_settings = parsed(settings)
+        dst.apply_migration_settings(parsed_settings)
+        src.apply_migration_settings(parsed_settings)
         port = dst.start_incoming("tcp", LOOPBACK, 0)
-        stats = src.migrate("host2", {"vm1": port}, timeout=180, **migrate_kwargs)
+        migrate_kwargs.setdefault("postcopy_after_passes",
+                                  parsed_settings.postcopy_after_passes)
+        stats = src.migrate(MigrateRequest("host2", {"vm1": port}, timeout=180,
+                                           **migrate_kwargs))
         if check_incoming:
             assert dst.wait_for_migration_incoming(60) == "completed"
         self.record(name, src, dst, stats)
@@ -206,7 +217,7 @@ def test_settings_are_read_back_on_both_sides(chain: Chain) -> None:
                   "migrate_parameter_cpu-throttle-increment": "15",
                   "migrate_parameter_multifd-channels": "3",
                   "migrate_parameter_multifd-compression": "zlib"}
-        applied = dst.apply_migration_settings(wanted)
+        applied = dst.apply_migration_settings(parsed(wanted))
         caps, params = applied.capabilities, applied.parameters
         assert all(caps[name] for name in ("xbzrle", "auto-converge", "return-path",
                                            "pause-before-switchover"))
@@ -217,10 +228,11 @@ def test_settings_are_read_back_on_both_sides(chain: Chain) -> None:
         assert params["multifd-channels"] == 3
         assert params["multifd-compression"] == "zlib"
         with pytest.raises(MigrationSettingsError) as info:
-            dst.apply_migration_settings({"migrate_parameter_cpu-throttle-initial": "500"})
+            dst.apply_migration_settings(parsed({"migrate_parameter_cpu-throttle-initial":
+                                                 "500"}))
         assert "cpu-throttle-initial" in str(info.value) and info.value.qemu_error
         with pytest.raises(MigrationSettingsError) as caps_info:
-            dst.apply_migration_settings({"migration_capabilities": "no-such-cap"})
+            dst.apply_migration_settings(parsed({"migration_capabilities": "no-such-cap"}))
         assert "no-such-cap" in str(caps_info.value)
     finally:
         dst.destroy(gracefully=False)
@@ -257,9 +269,9 @@ def test_cancel_leaves_source_running_with_intact_memory(chain: Chain) -> None:
     MemoryDirtier(chain.session()).start(32, tcg_workaround=TCG)
     dst = chain.new_vm()
     dst.create(incoming=True)
-    src.apply_migration_settings(SLOW)
+    src.apply_migration_settings(parsed(SLOW))
     port = dst.start_incoming("tcp", LOOPBACK, 0)
-    src.migrate(LOOPBACK, port, wait=False)
+    src.migrate(MigrateRequest(LOOPBACK, port, wait=False))
     deadline = time.monotonic() + 30
     while (src.migration_stats().transferred or 0) < 4 << 20:
         assert time.monotonic() < deadline, src.migration_stats()
@@ -268,18 +280,18 @@ def test_cancel_leaves_source_running_with_intact_memory(chain: Chain) -> None:
     assert stats.status == "cancelled"
     assert src.state is VMState.RUNNING and src.query_status() == "running"
     dst.destroy(gracefully=False)
-    src.apply_migration_settings(FAST)
+    src.apply_migration_settings(parsed(FAST))
     ok, _, bad = MemoryDirtier(chain.session()).check()
     assert ok and bad == 0
 
 
 def test_offline_migration_keeps_guest_paused(chain: Chain) -> None:
     src = chain.source()
-    src.apply_migration_settings({})
+    src.apply_migration_settings(parsed())
     dst = chain.new_vm()
     dst.create(incoming=True)
     port = dst.start_incoming("tcp", LOOPBACK, 0)
-    stats = src.migrate_offline(LOOPBACK, port, timeout=120)
+    stats = src.migrate_offline(MigrateRequest(LOOPBACK, port, timeout=120))
     assert stats.succeeded
     assert dst.wait_for_migration_incoming(60, expect_running=False) == "completed"
     assert dst.query_status() == "paused"
@@ -382,12 +394,12 @@ def test_tls_x509_migration(chain: Chain, tls_root: Path) -> None:
 
 def test_tls_wrong_ca_fails_with_qemu_error(chain: Chain, tls_root: Path) -> None:
     src = chain.source(**_tls("x509", tls_root / "x509"))
-    src.apply_migration_settings({})
+    src.apply_migration_settings(parsed())
     dst = chain.new_vm(**_tls("x509", tls_root / "x509-other-ca"))
     dst.create(incoming=True)
     port = dst.start_incoming("tcp", LOOPBACK, 0)
     with pytest.raises(MigrationError) as info:
-        src.migrate(LOOPBACK, port, timeout=60)
+        src.migrate(MigrateRequest(LOOPBACK, port, timeout=60))
     err = info.value
     assert isinstance(err, MigrationFailed) and err.status == "failed"
     assert err.error_desc and err.error_desc in str(err)

@@ -10,6 +10,8 @@ import pytest
 
 from multihost_migration.errors import MigrationError, MigrationFailed, VMLaunchError
 from multihost_migration.qemu import VM, VMState
+from multihost_migration.qemu.migration import MigrateRequest
+from multihost_migration.qemu.transport import Transport
 
 # QEMU is a dependency (scripts/setup.sh installs it): missing, these fail.
 pytestmark = [pytest.mark.qemu]
@@ -44,7 +46,7 @@ def test_tcp_migration_keeps_workload_running(vms: tuple[VM, VM], tmp_path: Path
     dst.create(incoming=True)
     port = dst.start_incoming("tcp", LOOPBACK, 0)
     assert port > 0
-    stats = src.migrate("host2", {"vm1": port}, timeout=120)
+    stats = src.migrate(MigrateRequest("host2", {"vm1": port}, timeout=120))
     assert dst.wait_for_migration_incoming(60) == "completed"
 
     assert stats.status == "completed" and stats.error_desc is None
@@ -84,7 +86,7 @@ def test_destination_killed_before_migration(vms: tuple[VM, VM]) -> None:
     dst.destroy(gracefully=False)
 
     with pytest.raises(MigrationError) as info:
-        src.migrate(LOOPBACK, port, timeout=60)
+        src.migrate(MigrateRequest(LOOPBACK, port, timeout=60))
     err = info.value
     assert isinstance(err, MigrationFailed) and err.status == "failed"
     assert err.error_desc and "refused" in err.error_desc.lower()
@@ -136,22 +138,24 @@ def test_every_transport_keeps_guest_memory_intact(guest_params: dict[str, Any],
 def _hop(src: VM, dst: VM, hop: str) -> Any:
     if hop == "unix":
         dst.start_incoming("unix")
-        return src.migrate("", 0, "unix", timeout=120, target=dst.incoming_target)
+        return src.migrate(MigrateRequest("", 0, Transport.UNIX, timeout=120,
+                                          target=dst.incoming_target))
     if hop == "exec":
         port = dst.start_incoming("exec", LOOPBACK, 0)
-        return src.migrate(LOOPBACK, port, "exec", timeout=120)
+        return src.migrate(MigrateRequest(LOOPBACK, port, Transport.EXEC, timeout=120))
     if hop == "fd":
         import socket
         out_sock, in_sock = socket.socketpair()
         with out_sock, in_sock:
             dst.start_incoming("fd", fd=in_sock.fileno())
-            return src.migrate("", 0, "fd", timeout=120, fd=out_sock.fileno())
+            return src.migrate(MigrateRequest("", 0, Transport.FD, timeout=120,
+                                              fd=out_sock.fileno()))
     postcopy = hop == "postcopy"
     if postcopy:
         for vm in (src, dst):
             vm.set_migration_capabilities({"postcopy-ram": True})
         src.set_migration_parameters({"max-bandwidth": 32 << 20})  # stay in precopy a bit
     port = dst.start_incoming("tcp", LOOPBACK, 0)
-    stats = src.migrate(LOOPBACK, port, "tcp", timeout=120,
-                        postcopy_after=0.5 if postcopy else None)
+    stats = src.migrate(MigrateRequest(LOOPBACK, port, Transport.TCP, timeout=120,
+                                       postcopy_after=0.5 if postcopy else None))
     return stats

@@ -9,7 +9,7 @@ import pytest
 from multihost_migration.cartesian import Parser
 from multihost_migration.errors import ConfigError
 from multihost_migration.params import Params
-from multihost_migration.storage import images_of
+from multihost_migration.imagespec import image_specs
 from multihost_migration.server.dispatch import select_tests
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -79,6 +79,6 @@ def test_guide_guest_filter_selects_the_installed_rhel_image(tmp_path: Path) -> 
     assert [t["shortname"] for t in tests] == ["migrate_multi_host.tcp.RHEL.6.4.x86_64",
                                                "integrity.once.tcp.RHEL.6.4.x86_64"]
     params = Params(tests[0]).object_params("vm1")
-    [image] = images_of("vm1", params)
+    [image] = image_specs("vm1", params)
     assert str(image.path) == "/var/lib/virt_test/images/rhel64-64.qcow2"
     assert image.create is False and params["mem"] == "1024"

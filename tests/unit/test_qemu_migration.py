@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Optional
 
@@ -9,6 +10,7 @@ import pytest
 
 from multihost_migration.errors import MigrationFailed
 from multihost_migration.qemu import migration as migration_mod
+from multihost_migration.qemu.link import QemuLink
 from multihost_migration.qemu.stats import MigrationStats
 from multihost_migration.qemu.vm import VM, VMState
 from tests.unit.test_qemu_vm import FakeChannel, FakeProcess
@@ -50,16 +52,17 @@ def _vm(tmp_path: Path, channel: FakeChannel) -> VM:
     return vm
 
 
-def _waiter(vm: VM, **kwargs: Any) -> migration_mod.MigrationWaiter:
-    waiter = migration_mod.MigrationWaiter(vm, sample_interval=0.01, **kwargs)
+def _waiter(channel: FakeChannel, **kwargs: Any) -> migration_mod.MigrationWaiter:
+    """The waiter works on the QEMU's QMP link: no VM involved."""
+    link = QemuLink("vm1", channel, FakeProcess(), logging.getLogger("test"))
+    waiter = migration_mod.MigrationWaiter(link, sample_interval=0.01, **kwargs)
     waiter.read_downtime_limit()
     return waiter
 
 
 def test_samples_and_downtime_limit(tmp_path: Path) -> None:
     done = {"status": "completed", "total-time": 90, "ram": {"transferred": 900}}
-    vm = _vm(tmp_path, ScriptedQEMU([_active(1, 10), _active(1, 500), done]))
-    stats = _waiter(vm).wait_source(5.0)
+    stats = _waiter(ScriptedQEMU([_active(1, 10), _active(1, 500), done])).wait_source(5.0)
     assert stats.succeeded and stats.downtime_limit_ms == 250
     assert [s.transferred for s in stats.samples][:2] == [10, 500]
     assert stats.samples[-1].status == "completed"
@@ -74,7 +77,7 @@ def test_samples_and_downtime_limit(tmp_path: Path) -> None:
 def test_postcopy_after_passes(tmp_path: Path) -> None:
     channel = ScriptedQEMU([_active(1, 10), _active(1, 20), _active(2, 30),
                             _active(2, 40, "postcopy-active"), {"status": "completed"}])
-    stats = _waiter(_vm(tmp_path, channel), postcopy_after_passes=1).wait_source(5.0)
+    stats = _waiter(channel, postcopy_after_passes=1).wait_source(5.0)
     assert stats.succeeded
     commands = [c for c, _ in channel.sent]
     assert commands.count("migrate-start-postcopy") == 1
@@ -87,7 +90,7 @@ def test_pre_switchover_hook_then_continue(tmp_path: Path) -> None:
     channel = ScriptedQEMU([_active(1, 10), _active(2, 20, "pre-switchover"),
                             _active(2, 20, "pre-switchover"), {"status": "completed"}])
     seen: list[MigrationStats] = []
-    stats = _waiter(_vm(tmp_path, channel), on_pre_switchover=seen.append).wait_source(5.0)
+    stats = _waiter(channel, on_pre_switchover=seen.append).wait_source(5.0)
     assert stats.succeeded and len(seen) == 1 and seen[0].status == "pre-switchover"
     assert [a for c, a in channel.sent if c == "migrate-continue"] == [
         {"state": "pre-switchover"}]
@@ -100,7 +103,7 @@ def test_failing_hook_cancels(tmp_path: Path) -> None:
         raise RuntimeError("destination not ready")
 
     with pytest.raises(RuntimeError):
-        _waiter(_vm(tmp_path, channel), on_pre_switchover=hook).wait_source(5.0)
+        _waiter(channel, on_pre_switchover=hook).wait_source(5.0)
     commands = [c for c, _ in channel.sent]
     assert "migrate_cancel" in commands and "migrate-continue" not in commands
 
@@ -108,7 +111,7 @@ def test_failing_hook_cancels(tmp_path: Path) -> None:
 def test_failure_carries_samples(tmp_path: Path) -> None:
     channel = ScriptedQEMU([_active(1, 10), {"status": "failed", "error-desc": "TLS: bad"}])
     with pytest.raises(MigrationFailed) as info:
-        _waiter(_vm(tmp_path, channel)).wait_source(5.0)
+        _waiter(channel).wait_source(5.0)
     assert info.value.error_desc == "TLS: bad" and "TLS: bad" in str(info.value)
     assert len(info.value.stats["samples"]) == 2  # type: ignore[arg-type]
 

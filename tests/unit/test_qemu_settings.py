@@ -75,6 +75,11 @@ class AliveProcess(QemuProcess):
         return False
 
 
+def parsed(params: dict[str, str]) -> MigrationSettings:
+    """Settings as the migration's plan parses them, once."""
+    return MigrationSettings.from_params(params)
+
+
 def vm_with(tmp_path: Path, qemu: FakeQEMU) -> VM:
     vm = VM("vm1", {}, tmp_path)
     vm._qmp, vm._process, vm._state = qemu, AliveProcess(), VMState.INCOMING
@@ -113,19 +118,20 @@ def test_convert_follows_qemu_types() -> None:
 def test_apply_sets_reads_back_and_resets(tmp_path: Path) -> None:
     qemu = FakeQEMU()
     vm = vm_with(tmp_path, qemu)
-    applied = vm.apply_migration_settings({
+    applied = vm.apply_migration_settings(parsed({
         "migration_capabilities": "multifd postcopy-ram",
-        "migrate_parameter_multifd-channels": "4", "postcopy_after_passes": "2"})
+        "migrate_parameter_multifd-channels": "4", "postcopy_after_passes": "2"}))
     assert applied.capabilities["multifd"] and applied.capabilities["postcopy-ram"]
     assert applied.parameters["multifd-channels"] == 4
-    assert vm.postcopy_after_passes == 2
+    assert applied.postcopy_after_passes == 2   # for the MigrateRequest: not kept
+    assert not hasattr(vm, "postcopy_after_passes")
     qemu.params["tls-creds"] = "mhm-tls-server"  # selected per direction, kept
-    again = vm.apply_migration_settings({"migration_capabilities": "xbzrle"})
+    again = vm.apply_migration_settings(parsed({"migration_capabilities": "xbzrle"}))
     assert again.capabilities == {"xbzrle": True, "multifd": False,
                                   "postcopy-ram": False, "events": True}
     assert again.parameters["multifd-channels"] == 2  # back to QEMU's launch value
     assert again.parameters["tls-creds"] == "mhm-tls-server"
-    assert vm.postcopy_after_passes is None
+    assert again.postcopy_after_passes is None
 
 
 def test_value_not_taken_is_an_error(tmp_path: Path) -> None:
@@ -133,7 +139,7 @@ def test_value_not_taken_is_an_error(tmp_path: Path) -> None:
     qemu.ignore.add("downtime-limit")
     vm = vm_with(tmp_path, qemu)
     with pytest.raises(MigrationSettingsError) as info:
-        vm.apply_migration_settings({"migrate_parameter_downtime-limit": "100"})
+        vm.apply_migration_settings(parsed({"migrate_parameter_downtime-limit": "100"}))
     err = info.value
     assert (err.name, err.requested, err.actual) == ("downtime-limit", 100, 300)
     assert str(err) == ("vm1: migration parameter downtime-limit=100 not taken "
@@ -143,10 +149,10 @@ def test_value_not_taken_is_an_error(tmp_path: Path) -> None:
 def test_qemu_refusal_carries_its_message(tmp_path: Path) -> None:
     vm = vm_with(tmp_path, FakeQEMU())
     with pytest.raises(MigrationSettingsError) as info:
-        vm.apply_migration_settings({"migration_capabilities": "no-such-cap"})
+        vm.apply_migration_settings(parsed({"migration_capabilities": "no-such-cap"}))
     assert "no-such-cap" in str(info.value) and "does not accept" in str(info.value)
     with pytest.raises(MigrationSettingsError) as params_info:
-        vm.apply_migration_settings({"migrate_parameter_downtime-limit": "9999999"})
+        vm.apply_migration_settings(parsed({"migrate_parameter_downtime-limit": "9999999"}))
     assert "refused by QEMU" in str(params_info.value)
     assert params_info.value.qemu_error.startswith("Parameter")
 
@@ -154,4 +160,4 @@ def test_qemu_refusal_carries_its_message(tmp_path: Path) -> None:
 def test_settings_need_a_running_qemu(tmp_path: Path) -> None:
     vm = VM("vm1", {}, tmp_path)
     with pytest.raises(Exception, match="new"):
-        vm.apply_migration_settings({})
+        vm.apply_migration_settings(parsed({}))

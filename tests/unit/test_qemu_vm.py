@@ -12,6 +12,7 @@ from multihost_migration.errors import (MigrationError, MigrationFailed, Migrati
                                         QMPCommandError, VMLaunchError, VMStateError)
 from multihost_migration.qemu import migration as migration_mod
 from multihost_migration.qemu.env import Env
+from multihost_migration.qemu.migration import MigrateRequest
 from multihost_migration.qemu.process import QemuProcess
 from multihost_migration.qemu.qmp_channel import QMPChannel
 from multihost_migration.qemu.vm import VM, VMState
@@ -90,7 +91,7 @@ def test_constructor_does_no_io(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("call", [
-    lambda vm: vm.migrate("h2", 1234),
+    lambda vm: vm.migrate(MigrateRequest("h2", 1234)),
     lambda vm: vm.start_incoming(),
     lambda vm: vm.qmp("query-status"),
     lambda vm: vm.wait_for_login(1),
@@ -116,7 +117,7 @@ def test_start_incoming_reads_back_port(tmp_path: Path) -> None:
     assert vm.start_incoming("tcp", "0.0.0.0", 0) == 40411
     assert ("migrate-incoming", {"uri": "tcp:0.0.0.0:0"}) in channel.sent
     with pytest.raises(VMStateError):
-        vm.migrate("h2", 40411)
+        vm.migrate(MigrateRequest("h2", 40411))
 
 
 def test_migrate_success_uses_address_of_and_port_mapping(tmp_path: Path) -> None:
@@ -124,7 +125,7 @@ def test_migrate_success_uses_address_of_and_port_mapping(tmp_path: Path) -> Non
                            {"status": "completed", "total-time": 900, "downtime": 40,
                             "ram": {"transferred": 1000, "total": 268435456}}])
     vm = running_vm(tmp_path, channel, address_of={"host2": "10.0.0.2"}.__getitem__)
-    stats = vm.migrate("host2", {"vm1": 5555, "vm2": 6666}, timeout=5)
+    stats = vm.migrate(MigrateRequest("host2", {"vm1": 5555, "vm2": 6666}, timeout=5))
     assert ("migrate", {"uri": "tcp:10.0.0.2:5555"}) in channel.sent
     assert stats.succeeded and stats.downtime_ms == 40 and stats.total_time_ms == 900
     assert vm.state is VMState.MIGRATED and vm.last_migration == stats
@@ -135,7 +136,7 @@ def test_migrate_failure_carries_status_and_reason(tmp_path: Path) -> None:
                            {"status": "failed", "error-desc": "Connection refused"}])
     vm = running_vm(tmp_path, channel)
     with pytest.raises(MigrationError) as info:
-        vm.migrate("127.0.0.1", 1, timeout=5)
+        vm.migrate(MigrateRequest("127.0.0.1", 1, timeout=5))
     err = info.value
     assert isinstance(err, MigrationFailed)
     assert err.status == "failed" and err.error_desc == "Connection refused"
@@ -148,7 +149,7 @@ def test_migrate_timeout_cancels(tmp_path: Path) -> None:
     channel = FakeChannel([{"status": "active", "ram": {"remaining": 99}}])
     vm = running_vm(tmp_path, channel)
     with pytest.raises(MigrationTimeout) as info:
-        vm.migrate("127.0.0.1", 1, timeout=0.05)
+        vm.migrate(MigrateRequest("127.0.0.1", 1, timeout=0.05))
     assert ("migrate_cancel", {}) in channel.sent
     assert info.value.stats["remaining"] == 99
     assert vm.state is VMState.RUNNING
@@ -160,7 +161,7 @@ def test_migrate_command_rejected(tmp_path: Path) -> None:
                                                 "There's a migration process in progress")
     vm = running_vm(tmp_path, channel)
     with pytest.raises(MigrationFailed, match="in progress"):
-        vm.migrate("127.0.0.1", 1)
+        vm.migrate(MigrateRequest("127.0.0.1", 1))
     assert vm.state is VMState.RUNNING
 
 
