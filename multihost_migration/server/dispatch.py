@@ -34,6 +34,7 @@ from multihost_migration.remote import RemoteHost, SshTarget
 from multihost_migration.report.progress import Progress
 from multihost_migration.results_format import (MIGRATIONS_FILE, PROGRESS_PREFIX,
                                                 STATUS_PREFIX, redact, source_records)
+from multihost_migration.server.install import make_workdir
 # The cfg selection lives in selection.py; these names stay importable from
 # here for the callers that still look for them here (server/cli.py).
 from multihost_migration.server.selection import default_cfg as default_cfg
@@ -184,13 +185,13 @@ class CfgTestRunner:
 
     def _run_client(self, host: str, params: Params, localdir: Path, timeout: float,
                     outcome: HostOutcome) -> None:
-        # Per host: in the lab all hosts share one PID space, and the leftover
-        # sweep below must only ever match this host's processes.
-        workdir = f"/tmp/mhm-{params['job_id']}-{host}"
-        remote_results = f"{workdir}/results"
         localdir.mkdir(parents=True, exist_ok=True)
         with RemoteHost(self.targets[host]) as remote:
-            remote.run(f"mkdir -p -m 0700 {shlex.quote(workdir)}", timeout=30)
+            # Per host: in the lab all hosts share one PID space, and the leftover
+            # sweep below must only ever match this host's processes.  Fresh and
+            # private (mktemp -d, 0700): never a directory someone made before.
+            workdir = make_workdir(remote, f"mhm-{params['job_id']}-{host}")
+            remote_results = f"{workdir}/results"
             if params.get("scenario_dirs"):
                 # Users' scenario modules travel with the job: hosts need no copy.
                 params = Params(params, scenario_dirs=f"{workdir}/scenarios",

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import posixpath
+import re
 import shlex
 import time
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from multihost_migration.server.wheelhouse import Wheelhouse, check_host_python
 log = logging.getLogger(__name__)
 
 DEFAULT_BASE_DIR = "/var/lib/mhm-client"
+_WORKDIR_NAME = re.compile(r"[A-Za-z0-9_.,:+=@-]+")
 MARKER = ".mhm-client.json"
 STEP = "MHM-STEP "
 
@@ -123,6 +125,25 @@ class InstallOutcome:
     python: str         # the venv's python on the host
     action: str         # "present" (fast path or done by a concurrent caller) / "installed"
     seconds: float
+
+
+def make_workdir(remote: RemoteHost, name: str, base: str = "/tmp",
+                 timeout: float = 30.0) -> str:
+    """A fresh private directory for one job on the host: `mktemp -d`
+    (mode 0700, never an existing directory) named `<base>/<name>.XXXXXXXX`.
+    The name keeps the job's processes findable; any character but
+    [A-Za-z0-9_.,:+=@-] in it becomes "_", so it stays one path component."""
+    name = re.sub(r"[^A-Za-z0-9_.,:+=@-]", "_", name).lstrip(".") or "mhm"
+    template = posixpath.join(base, name + ".XXXXXXXX")
+    result = remote.run(f"umask 077 && mktemp -d {shlex.quote(template)}", timeout=timeout)
+    lines = result.stdout.strip().splitlines()
+    path = lines[-1] if lines else ""
+    if (posixpath.dirname(path) != posixpath.normpath(base)
+            or not posixpath.basename(path).startswith(name + ".")
+            or not _WORKDIR_NAME.fullmatch(posixpath.basename(path))):
+        raise RemoteError(f"{remote.name}: mktemp -d {template} answered {path!r}, "
+                          "not a new directory of that name")
+    return path
 
 
 def venv_dir(wheelhouse: Wheelhouse, base_dir: str = DEFAULT_BASE_DIR) -> str:
