@@ -25,6 +25,8 @@ from multihost_migration.errors import ConfigError, MigrationTestError
 from multihost_migration.imagespec import DEFAULT_IMAGES_DIR, image_names, image_spec
 from multihost_migration.params import Params
 from multihost_migration.remote import RemoteHost, SshTarget
+from multihost_migration.server import qemu_caps
+from multihost_migration.server.qemu_caps import QemuInfo
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,7 @@ class Preflight:
         self.checks: list[Check] = []
         self._lock = threading.Lock()
         self._remotes: dict[str, RemoteHost] = {}
+        self.qemu: dict[tuple[str, str], QemuInfo] = {}   # (host, binary) -> what it is
 
     def add(self, host: str, name: str, ok: bool, detail: str) -> None:
         with self._lock:
@@ -94,6 +97,7 @@ class Preflight:
             for host in set(self.targets) - answered:
                 self.add(host, "ssh", False, "no answer within 120 s")
             if len(self._remotes) == len(self.targets):
+                self._machine_types()
                 self._shared_storage()
                 self._connectivity()
         finally:
@@ -219,10 +223,60 @@ class Preflight:
             code, out = self._run(host, f"{shlex.quote(binary)} --version")
             self.add(host, "qemu", code == 0, out.splitlines()[0] if code == 0 else
                      f"{binary} does not run: {out[-300:]}")
+            if code == 0:
+                self._query_machines(host, binary, out)
         if "kvm" in self._distinct(host, "accel", "tcg"):
             code, out = self._run(host, "test -r /dev/kvm -a -w /dev/kvm && echo usable")
             self.add(host, "kvm", code == 0, "/dev/kvm usable" if code == 0 else
                      "accel = kvm but /dev/kvm is missing or not writable")
+
+    def _query_machines(self, host: str, binary: str, version_text: str) -> None:
+        """The machine types of `binary` on `host`, asked of QEMU itself."""
+        code, out = self._run(host, f"{shlex.quote(binary)} -machine help")
+        if code != 0:
+            self.add(host, "machines", False, f"{binary} -machine help: {out[-300:]}")
+            return
+        try:
+            info = qemu_caps.info_from_output(binary, version_text, out)
+        except ValueError as err:
+            self.add(host, "machines", False, f"{binary}: {err}")
+            return
+        with self._lock:
+            self.qemu[(host, binary)] = info
+
+    def _test_qemu(self, index: int) -> dict[str, QemuInfo]:
+        """host -> the QEMU it runs in test `index` (hosts whose binary ran)."""
+        out = {}
+        for host in self.targets:
+            binary = str(self._host_params(host)[index].get("qemu_binary",
+                                                             "qemu-system-x86_64"))
+            if (host, binary) in self.qemu:
+                out[host] = self.qemu[(host, binary)]
+        return out
+
+    def _machine_types(self) -> None:
+        """Each VM's machine_type exists in its host's QEMU and means the
+        same machine on every host; the types the hosts share, reported."""
+        problems: dict[tuple[str, str], None] = {}
+        shared: dict[str, None] = {}
+        for index in range(len(self.tests)):
+            infos = self._test_qemu(index)
+            wanted = {host: {vm: str(p.get("machine_type", "q35")) for vm, p in
+                             _vms(self._host_params(host)[index])} for host in infos}
+            problems.update(dict.fromkeys(qemu_caps.machine_problems(wanted, infos)))
+            versions = ", ".join(f"{h} {i.version}" for h, i in infos.items())
+            common = qemu_caps.shared_machines(list(infos.values()))
+            shared[f"{versions}: {len(common)} shared: {' '.join(common)}"] = None
+        for host, problem in problems:
+            self.add(host, "machine type", False, problem)
+        for line in shared:
+            self.add(",".join(self.targets), "machines", True, line)
+
+    def qemu_summary(self, test: Mapping[str, Any]) -> dict[str, object]:
+        """The results.json entry of `test` (one of the selected tests):
+        each host's QEMU binary and version, the machine types they share."""
+        index = next((i for i, t in enumerate(self.tests) if t is test), None)
+        return {} if index is None else qemu_caps.report(self._test_qemu(index))
 
     def _programs(self, host: str) -> None:
         needed = ["qemu-img"]
@@ -368,3 +422,8 @@ class Preflight:
         self.add(src, "tcp", ok, f"-> {dst} ({addr}:{port}) " + (
             "connects" if ok else f"blocked: {out[-200:]} {outcome['listen'] or ''}"))
         return True
+
+
+def _vms(params: Params) -> Iterator[tuple[str, Params]]:
+    for vm in params.objects("vms"):
+        yield vm, params.object_params(vm)

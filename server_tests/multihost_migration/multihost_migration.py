@@ -103,4 +103,5 @@ class multihost_migration(ServerTest):  # noqa: N801 - autotest names tests by m
                 continue
             _, _, summary = runner.run(test)
             summary["group"] = self.tagged_testname
+            summary["qemu"] = checks.qemu_summary(test)   # versions, shared machine types
             self.job.add_test_result(summary)
