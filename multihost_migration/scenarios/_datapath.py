@@ -35,7 +35,7 @@ from multihost_migration.poller import Poller
 from multihost_migration.qemu.env import Env
 from multihost_migration.qemu.stats import ram_counter
 from multihost_migration.qemu.vm import VM, VMState
-from multihost_migration.scenarios.migration_integrity import IntegrityMigration
+from multihost_migration.scenarios._integrity import IntegrityMigration
 from multihost_migration.verdicts import TestFail
 
 log = logging.getLogger(__name__)

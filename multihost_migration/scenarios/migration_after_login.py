@@ -32,7 +32,7 @@ from multihost_migration.guest.console import ConsoleSession
 from multihost_migration.migration import MigrationData
 from multihost_migration.params import Params
 from multihost_migration.qemu.env import Env
-from multihost_migration.scenarios.migration_integrity import IntegrityMigration
+from multihost_migration.scenarios._integrity import IntegrityMigration
 from multihost_migration.verdicts import TestFail
 
 log = logging.getLogger(__name__)
@@ -185,6 +185,9 @@ class AfterLoginMigration(IntegrityMigration):
         self.looks = {}
         if problems:
             raise TestFail("; ".join(problems))
+
+    def migration_scenario(self) -> None:
+        self.ping_pong()
 
     def after_round(self, mig_data: MigrationData) -> None:
         self._verify_round(mig_data)

@@ -9,7 +9,7 @@ again and the expected downtime stays ~1 s, above downtime-limit (300 ms).
 * mig1, auto-converge off: still `active` after `ac_no_converge_s` (8) s
   with >= `ac_min_passes` (3) dirty-sync passes -> the source cancels it;
   the source guest runs on with its memory intact, the incoming QEMU ends and
-  is destroyed (machinery of migration_cancel).
+  is destroyed (machinery of _cancel.py).
 * mig2, auto-converge on, cpu-throttle-initial / cpu-throttle-increment
   (`ac_throttle_initial` 60, `ac_throttle_increment` 20): must complete within
   `mig_timeout`; the cpu-throttle-percentage sampled (~5/s) on the source
@@ -67,7 +67,7 @@ from multihost_migration.migration import MigrationData
 from multihost_migration.params import Params
 from multihost_migration.qemu.env import Env
 from multihost_migration.qemu.stats import MigrationSample
-from multihost_migration.scenarios.migration_cancel import CancelMigration, CancelTrigger
+from multihost_migration.scenarios._cancel import CancelMigration, CancelTrigger
 from multihost_migration.verdicts import TestFail
 
 log = logging.getLogger(__name__)

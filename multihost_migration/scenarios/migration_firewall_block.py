@@ -48,7 +48,7 @@ from multihost_migration.params import Params
 from multihost_migration.qemu.env import Env
 from multihost_migration.qemu.stats import MigrationSample
 from multihost_migration.qemu.vm import VM
-from multihost_migration.scenarios.migration_cancel import CancelMigration
+from multihost_migration.scenarios._cancel import CancelMigration
 from multihost_migration.verdicts import TestFail
 
 log = logging.getLogger(__name__)

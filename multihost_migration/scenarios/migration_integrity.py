@@ -22,97 +22,20 @@ and the test FAILs with the migration's own error plus that finding.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-from multihost_migration.errors import GuestCheckError, MigrationError
-from multihost_migration.guest.checks import DiskPattern, MemoryDirtier
-from multihost_migration.guest.console import ConsoleSession
-from multihost_migration.migration import MigrationData, MultihostMigration
 from multihost_migration.params import Params
 from multihost_migration.qemu.env import Env
+from multihost_migration.scenarios._integrity import IntegrityMigration
 
-log = logging.getLogger(__name__)
 
-
-class IntegrityMigration(MultihostMigration):
-    def __init__(self, test: Any, params: Params, env: Env) -> None:
-        super().__init__(test, params, env)
-        self.rounds = params.get_int("migrate_count", 1)
-        self.memdirty_mib = params.get_int("memdirty_mib", 16)
-        self.disk_mib = params.get_int("disk_check_mib", 8)
-        self.disk_seed = params.get_int("disk_check_seed", 1234)
-        workaround = str(params.get("tcg_tlb_workaround", "auto"))
-        self.tlb_churn = workaround == "yes" or (
-            workaround == "auto" and str(params.get("accel", "")) == "tcg")
-
-    def _console(self, name: str) -> ConsoleSession:
-        vm = self.env.get_vm(name)
-        if vm is None:
-            raise MigrationError(f"{name} is not running on {self.hostid}")
-        return vm.wait_for_login(timeout=self.login_timeout)
-
-    def start_work(self, mig_data: MigrationData) -> None:
-        for name in mig_data.vms_name:
-            session = self._console(name)
-            if self.disk_mib:
-                DiskPattern(session).write(self.disk_seed, self.disk_mib)
-            if self.memdirty_mib:
-                MemoryDirtier(session).start(self.memdirty_mib, tcg_workaround=self.tlb_churn)
-
-    def check_work(self, mig_data: MigrationData) -> None:
-        for name in mig_data.vms_name:
-            session = self._console(name)
-            if self.memdirty_mib:
-                result = MemoryDirtier(session).check()
-                log.info("%s after %s on %s: memory OK, %d pages checked", name,
-                         mig_data.mig_id, self.hostid, result.pages)
-            if self.disk_mib:
-                DiskPattern(session).verify(self.disk_seed, self.disk_mib)
-                log.info("%s after %s on %s: disk pattern OK", name, mig_data.mig_id,
-                         self.hostid)
-            if self.memdirty_mib and mig_data.params.get("last_round") != "yes":
-                MemoryDirtier(session).start(self.memdirty_mib, tcg_workaround=self.tlb_churn)
-
-    def migrate_vms_src(self, mig_data: MigrationData) -> None:
-        try:
-            super().migrate_vms_src(mig_data)
-        except MigrationError as err:
-            raise MigrationError(f"{err}\n{self._source_after_failure(mig_data)}") from err
-
-    def _source_after_failure(self, mig_data: MigrationData) -> str:
-        """What became of the source guests: they must run on, intact."""
-        findings = []
-        for vm in mig_data.vms:
-            status = vm.query_status() if vm.is_alive() else "gone"
-            if status != "running":
-                findings.append(f"{vm.name}: source guest is {status!r}, not running")
-                continue
-            if not self.memdirty_mib:
-                findings.append(f"{vm.name}: source guest still running")
-                continue
-            try:
-                result = MemoryDirtier(self._console(vm.name)).check()
-                findings.append(f"{vm.name}: source guest still running and its memory "
-                                f"is intact ({result.pages} pages checked)")
-            except GuestCheckError as err:
-                findings.append(f"{vm.name}: source guest CORRUPTED after the failed "
-                                f"migration: {err}")
-        return "; ".join(findings)
-
+class IntegrityScenario(IntegrityMigration):
     def migration_scenario(self) -> None:
-        first, second = self.hosts[0], self.hosts[1]
-        for index in range(self.rounds):
-            src, dst = (first, second) if index % 2 == 0 else (second, first)
-            last = {"last_round": "yes" if index == self.rounds - 1 else "no"}
-            self.migrate_wait(self.vms, src, dst,
-                              self.start_work if index == 0 else None,
-                              self.check_work, params_append=last)
-            self.after_round(self.migrations[-1])
-
-    def after_round(self, mig_data: MigrationData) -> None:
-        """After each round's migration, on every host (subclasses check more)."""
+        self.ping_pong()
 
 
 def run(test: Any, params: Params, env: Env) -> None:
-    IntegrityMigration(test, params, env).run()
+    IntegrityScenario(test, params, env).run()
+
+
+__all__ = ["IntegrityMigration", "IntegrityScenario", "run"]

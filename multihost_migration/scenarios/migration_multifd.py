@@ -30,9 +30,9 @@ from multihost_migration.migration import MigrationData
 from multihost_migration.params import Params
 from multihost_migration.poller import Poller
 from multihost_migration.qemu.env import Env
+from multihost_migration.qemu.stats import ram_counter
 from multihost_migration.qemu.vm import VM
-from multihost_migration.scenarios._datapath import (DatapathMigration, Evidence, ram_counter,
-                                                     where)
+from multihost_migration.scenarios._datapath import DatapathMigration, Evidence, where
 from multihost_migration.verdicts import TestFail
 
 SAMPLE_INTERVAL = 0.05

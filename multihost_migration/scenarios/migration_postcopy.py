@@ -29,10 +29,9 @@ from typing import Any, Mapping, Optional, Sequence
 from multihost_migration.migration import MigrationData
 from multihost_migration.params import Params
 from multihost_migration.qemu.env import Env
-from multihost_migration.qemu.settings import query_capabilities
+from multihost_migration.qemu.stats import ram_counter
 from multihost_migration.qemu.vm import VM
-from multihost_migration.scenarios._datapath import (DatapathMigration, Evidence, ram_counter,
-                                                     where)
+from multihost_migration.scenarios._datapath import DatapathMigration, Evidence, where
 from multihost_migration.verdicts import TestFail
 
 
@@ -67,7 +66,8 @@ class PostcopyMigration(DatapathMigration):
     def source_evidence(self, vm: VM, reply: dict[str, Any],
                         mig_data: MigrationData) -> Evidence:
         samples = (mig_data.stats.get(vm.name) or {}).get("samples") or []
-        capability = query_capabilities(vm).get("postcopy-ram")
+        capability = any(item.get("capability") == "postcopy-ram" and item.get("state")
+                         for item in vm.qmp("query-migrate-capabilities"))
         return check_postcopy(reply, statuses_seen(samples), capability,
                               where(mig_data, vm.name, self.hostid))
 

@@ -46,10 +46,9 @@ from multihost_migration.guest.checks import DiskPattern
 from multihost_migration.migration import MigrationData, MultihostMigration
 from multihost_migration.params import Params
 from multihost_migration.qemu.env import Env
-from multihost_migration.scenarios.migration_early_boot import (DEFAULT_BOOT_DONE, log_size,
-                                                                 login_after_boot, read_log,
-                                                                 summaries, tail,
-                                                                 wait_for_serial)
+from multihost_migration.scenarios._boot import (DEFAULT_BOOT_DONE, log_size,
+                                                 login_after_boot, read_log, summaries,
+                                                 tail, wait_for_serial)
 from multihost_migration.verdicts import TestFail
 
 log = logging.getLogger(__name__)
