@@ -11,6 +11,9 @@
 from __future__ import annotations
 
 import enum
+import ipaddress
+import re
+import shlex
 import socket
 import time
 from pathlib import Path
@@ -78,14 +81,35 @@ def listening_port(query: Mapping[str, Any]) -> Optional[int]:
     return None
 
 
+_HOSTNAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
+
+
+def _exec_address(host: str, port: int) -> tuple[str, int]:
+    """(host, port) checked for an exec command line, which QEMU runs with
+    /bin/sh: an IP address or a host name (nothing a shell or socat would
+    read as more), and a TCP port."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not _HOSTNAME.fullmatch(host):
+            raise ConfigError(f"exec migration host {host!r} is not an IP address "
+                              "or a host name") from None
+    number = int(port)
+    if not 0 < number < 65536:
+        raise ConfigError(f"exec migration port {port!r} is not a TCP port")
+    return host, number
+
+
 def exec_listen_command(host: str, port: int) -> str:
     """Destination exec: accept one TCP connection, copy it to QEMU's stdin."""
-    return f"socat -u TCP-LISTEN:{int(port)},bind={host},reuseaddr STDOUT"
+    host, number = _exec_address(host, port)
+    return f"socat -u {shlex.quote(f'TCP-LISTEN:{number},bind={host},reuseaddr')} STDOUT"
 
 
 def exec_connect_command(host: str, port: int) -> str:
     """Source exec: copy QEMU's migration stream to a TCP connection."""
-    return f"socat -u STDIN TCP:{host}:{int(port)}"
+    host, number = _exec_address(host, port)
+    return f"socat -u STDIN {shlex.quote(f'TCP:{host}:{number}')}"
 
 
 def free_port(host: str = "0.0.0.0") -> int:

@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import shlex
 import time
 from typing import Any, NamedTuple, Optional
 
@@ -88,7 +89,7 @@ def writer_command(device: str, seed: int, first: int, blocks: int,
             f"while [ ! -e {state}.stop ]; do b=$((i % {blocks})); "
             f"l=MHM-DISKIO:seed={seed}:block=$b:write=$i; x=\"$l $l\"; "
             + "x=\"$x $x\"; " * 5
-            + f"printf '%-{LINE - 1}s\\n' $x | dd of={device} bs={BLOCK} "
+            + f"printf '%-{LINE - 1}s\\n' $x | dd of={shlex.quote(device)} bs={BLOCK} "
             f"seek=$(({first} + b)) count=1 iflag=fullblock conv=notrunc,fsync "
             f"2>/dev/null || {{ echo \"write $i block $b failed\" > {state}.err; break; }}; "
             f"i=$((i + 1)); echo $i > {state}.count; done")
@@ -106,7 +107,7 @@ def verify_command(device: str, seed: int, first: int, blocks: int, writes: int,
                 f"l = sprintf(\"%-{LINE - 1}s\\n\", "
                 f"sprintf(\"MHM-DISKIO:seed=%d:block=%d:write=%d\", s, b, w)); "
                 f"for (k = 1; k < {BLOCK // LINE}; k *= 2) l = l l; printf \"%s\", l }} }}'")
-    return (f"dd if={device} of={got} bs={BLOCK} skip={first} count={count} "
+    return (f"dd if={shlex.quote(device)} of={got} bs={BLOCK} skip={first} count={count} "
             f"iflag=direct 2>/dev/null && [ \"$(wc -c < {got})\" -eq {count * BLOCK} ] "
             f"&& {expected} | cmp -l - {got} "
             f"| awk -v m={count} '{{ b = int(($1 - 1) / {BLOCK}); "
@@ -296,7 +297,7 @@ class DiskIOMigration(DatapathMigration):
         if self.corrupt_block is not None:
             log.warning("%s: overwriting disk block %d with random bytes on purpose "
                         "(diskio_corrupt_block)", context, self.corrupt_block)
-            session.cmd(f"dd if=/dev/urandom of={self.device} bs={BLOCK} "
+            session.cmd(f"dd if=/dev/urandom of={shlex.quote(self.device)} bs={BLOCK} "
                         f"seek={self.io_first + self.corrupt_block} count=1 "
                         f"conv=notrunc,fsync 2>/dev/null")
         status, output = session.cmd_status_output(
@@ -309,7 +310,7 @@ class DiskIOMigration(DatapathMigration):
             raise TestFail(f"{context}: {err}") from err
         if check.bad:
             block = check.bad_blocks[0]
-            head = session.cmd_output(f"dd if={self.device} bs={BLOCK} "
+            head = session.cmd_output(f"dd if={shlex.quote(self.device)} bs={BLOCK} "
                                       f"skip={self.io_first + block} count=1 iflag=direct "
                                       f"2>/dev/null | head -c 40 | od -An -c")
             raise TestFail(f"{context}: disk I/O during migration: "

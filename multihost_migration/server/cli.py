@@ -11,6 +11,7 @@ import getpass
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import sys
@@ -108,6 +109,14 @@ def ssh_password(option: Optional[str], path: Optional[Path]) -> Optional[str]:
     return lines[0]
 
 
+def _remote_python(value: Optional[str]) -> Optional[str]:
+    """--remote-python: a path (it is run by the hosts' shells), nothing more."""
+    if value is not None and not re.fullmatch(r"[\w@%+=:,./-]+", value):
+        raise ConfigError(f"--remote-python {value!r}: a path to a python is expected "
+                          "(letters, digits, _@%+=:,./-; no spaces or shell characters)")
+    return value
+
+
 def options_from(args: argparse.Namespace) -> JobOptions:
     if not args.control.is_file():
         raise ConfigError(f"control file {args.control} not found")
@@ -129,7 +138,7 @@ def options_from(args: argparse.Namespace) -> JobOptions:
            "accept_unknown_host_key": args.accept_unknown_host_keys}
     return JobOptions(resultdir=resultdir.resolve(), control=args.control.resolve(),
                       machines=machines, args=control_args, ssh_defaults=ssh,
-                      remote_python=args.remote_python, verbose=args.verbose,
+                      remote_python=_remote_python(args.remote_python), verbose=args.verbose,
                       cfg=args.cfg.resolve() if args.cfg else None)
 
 

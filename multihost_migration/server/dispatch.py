@@ -215,7 +215,7 @@ class CfgTestRunner:
                 elif self.verbose:
                     self.progress.message(f"[{host}] {line}")
 
-            cmd = (f"cd {shlex.quote(workdir)} && exec {self.remote_python} -m "
+            cmd = (f"cd {shlex.quote(workdir)} && exec {shlex.quote(self.remote_python)} -m "
                    f"multihost_migration.client --params params.json "
                    f"--resultsdir {shlex.quote(remote_results)}")
             try:
