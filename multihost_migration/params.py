@@ -10,6 +10,7 @@ every ``key_<name>`` overrides ``key``.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any, Optional
 
 from multihost_migration.errors import ConfigError
@@ -36,6 +37,21 @@ def parse_bool(value: Any, what: str) -> bool:
                       f"on/off, 1/0)")
 
 
+#: Lists whose items name objects that become directory and file names (logs
+#: under <vm>/, QEMU files): each item must be a plain, safe file name.
+NAME_LISTS = frozenset({"vms"})
+_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def _checked_names(key: str, names: list[str]) -> list[str]:
+    if key in NAME_LISTS:
+        for name in names:
+            if not _NAME.fullmatch(name) or name in (".", ".."):
+                raise ConfigError(f"parameter {key!r}: {name!r} is not a valid name "
+                                  "(letters, digits, _ . - only; not '.' or '..')")
+    return names
+
+
 class Params(dict[str, Any]):
     """A dict of test parameters with per-object views and typed getters."""
 
@@ -47,11 +63,11 @@ class Params(dict[str, Any]):
         A value that is already a list is returned as a list of str."""
         value = self.get(key, "")
         if isinstance(value, (list, tuple)):
-            return [str(v) for v in value]
+            return _checked_names(key, [str(v) for v in value])
         if not isinstance(value, str):
             raise ConfigError(f"parameter {key!r} must be a space-separated "
                               f"list, got {value!r}")
-        return value.split()
+        return _checked_names(key, value.split())
 
     def object_params(self, obj_name: str) -> "Params":
         """A copy where each ``key_<obj_name>`` value overrides ``key``."""
