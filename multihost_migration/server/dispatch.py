@@ -30,7 +30,7 @@ from typing import Any, Optional, Sequence
 
 from multihost_migration.errors import ConfigError, MigrationTestError, RemoteError
 from multihost_migration.params import Params
-from multihost_migration.remote import RemoteHost, SshTarget
+from multihost_migration.remote import CommandResult, RemoteHost, SshTarget
 from multihost_migration.report.progress import Progress
 from multihost_migration.results_format import (MIGRATIONS_FILE, PROGRESS_PREFIX,
                                                 STATUS_PREFIX, redact, source_records)
@@ -192,16 +192,7 @@ class CfgTestRunner:
             # private (mktemp -d, 0700): never a directory someone made before.
             workdir = make_workdir(remote, f"mhm-{params['job_id']}-{host}")
             remote_results = f"{workdir}/results"
-            if params.get("scenario_dirs"):
-                # Users' scenario modules travel with the job: hosts need no copy.
-                params = Params(params, scenario_dirs=f"{workdir}/scenarios",
-                                local_scenario_dirs=params["scenario_dirs"])
-            with tempfile.NamedTemporaryFile("w", suffix=".json") as tmp:
-                json.dump(dict(params), tmp)
-                tmp.flush()
-                remote.put(Path(tmp.name), f"{workdir}/params.json")
-            remote.run(f"chmod 600 {shlex.quote(workdir)}/params.json", timeout=30)
-            _ship_scenarios(remote, params, workdir)
+            params = _upload_params(remote, params, workdir)
             lines: list[str] = []
             console = open(localdir / "client.console.log", "w")
 
@@ -231,21 +222,44 @@ class CfgTestRunner:
                 if host == self.hosts[0]:
                     _sweep_shared_storage(remote, params)
                 remote.run(f"rm -rf {shlex.quote(workdir)}", timeout=60, check=False)
-        final = _final_status(localdir / "status.log", lines)
-        outcome.status_lines = (localdir / "status.log").read_text().splitlines() \
-            if (localdir / "status.log").exists() else lines
-        if final is None:
-            # Killed from outside (a signal) is a fault during the test: FAIL;
-            # exiting on its own without a verdict is the suite's fault: ERROR.
-            killed = result.exit_status < 0 or result.exit_status >= 128
-            how = ("was killed (no exit status: a signal)" if result.exit_status < 0 else
-                   f"was killed (exit status {result.exit_status})" if killed else
-                   f"exited {result.exit_status}")
-            outcome.status = "FAIL" if killed else "ERROR"
-            outcome.reason = (f"client job on {host} {how} without a verdict; "
-                              f"output:\n{result.stdout[-1500:]}")
-        else:
-            outcome.status, outcome.reason = final
+        _judge(host, localdir, lines, result, outcome)
+
+
+def _judge(host: str, localdir: Path, lines: list[str], result: CommandResult,
+           outcome: HostOutcome) -> None:
+    """The host's verdict: its status.log's (copied back, else streamed), or
+    why there is none."""
+    final = _final_status(localdir / "status.log", lines)
+    outcome.status_lines = (localdir / "status.log").read_text().splitlines() \
+        if (localdir / "status.log").exists() else lines
+    if final is None:
+        # Killed from outside (a signal) is a fault during the test: FAIL;
+        # exiting on its own without a verdict is the suite's fault: ERROR.
+        killed = result.exit_status < 0 or result.exit_status >= 128
+        how = ("was killed (no exit status: a signal)" if result.exit_status < 0 else
+               f"was killed (exit status {result.exit_status})" if killed else
+               f"exited {result.exit_status}")
+        outcome.status = "FAIL" if killed else "ERROR"
+        outcome.reason = (f"client job on {host} {how} without a verdict; "
+                          f"output:\n{result.stdout[-1500:]}")
+    else:
+        outcome.status, outcome.reason = final
+
+
+def _upload_params(remote: RemoteHost, params: Params, workdir: str) -> Params:
+    """The host's params in WORKDIR/params.json (mode 0600), with the user's
+    scenario modules beside them; returns the params as uploaded."""
+    if params.get("scenario_dirs"):
+        # Users' scenario modules travel with the job: hosts need no copy.
+        params = Params(params, scenario_dirs=f"{workdir}/scenarios",
+                        local_scenario_dirs=params["scenario_dirs"])
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as tmp:
+        json.dump(dict(params), tmp)
+        tmp.flush()
+        remote.put(Path(tmp.name), f"{workdir}/params.json")
+    remote.run(f"chmod 600 {shlex.quote(workdir)}/params.json", timeout=30)
+    _ship_scenarios(remote, params, workdir)
+    return params
 
 
 def _kill_leftovers(remote: RemoteHost, host: str, workdir: str) -> None:
