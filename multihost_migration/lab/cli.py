@@ -1,6 +1,7 @@
 """`mhm`: the embedded lab and the tiny guest from the command line.
 
-    mhm lab up [--hosts N] [--subnet CIDR]   build or repair the lab
+    mhm lab up [--hosts N] [--subnet CIDR] [--qemu h1=7.2,h2=10.0]
+                                             build or repair the lab (each host's QEMU)
     mhm lab down [--purge]                   remove it (--purge: shared storage too)
     mhm lab status                           what runs, what is broken
     mhm lab inventory                        the inventory YAML
@@ -36,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     up = lab_sub.add_parser("up", help="build or repair the lab")
     up.add_argument("--hosts", type=int, default=2)
     up.add_argument("--subnet", default=DEFAULT_SUBNET)
+    up.add_argument("--qemu", default="", metavar="HOST=VERSION,...",
+                    help="each host's default QEMU, e.g. h1=7.2,h2=10.0 (hosts not "
+                         "named, and every host without --qemu: the system's)")
     up.add_argument("--no-guest", action="store_true",
                     help="do not build the guest nor probe the accelerator")
     down = lab_sub.add_parser("down", help="remove the lab")
@@ -135,12 +139,15 @@ def run(args: argparse.Namespace) -> int:
     if args.action in ("up", "down", "exec", "fault"):
         _require_root()
     if args.action == "up":
-        cfg = LabConfig(hosts=args.hosts, subnet=args.subnet)
+        from multihost_migration.lab.qemu_choice import parse_choice
+        names = LabConfig(hosts=args.hosts, subnet=args.subnet).host_names()
+        cfg = LabConfig(hosts=args.hosts, subnet=args.subnet,
+                        qemu=tuple(parse_choice(args.qemu, names).items()))
         start = time.monotonic()
         inv = lab.up(cfg)
         if not args.no_guest:
             _ensure_guest(cfg)
-        hosts = ", ".join(f"{h.name}={h.address}" for h in inv.hosts)
+        hosts = ", ".join(f"{h.name}={h.address} (QEMU {h.qemu_version})" for h in inv.hosts)
         print(f"lab up in {time.monotonic() - start:.1f} s: {hosts}; "
               f"inventory {lab.inventory_path(cfg.state_dir)}")
         return 0
@@ -155,7 +162,8 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "status":
         problems = lab.status_problems(inv)
         for host in inv.hosts:
-            print(f"{host.name}\t{host.address}\t{host.netns}\tsshd pid {host.sshd_pid}")
+            print(f"{host.name}\t{host.address}\t{host.netns}\tsshd pid {host.sshd_pid}"
+                  f"\tQEMU {host.qemu_version} {host.qemu_binary}")
         print(f"accel\t{inv.accel}\t{inv.accel_reason}")
         if problems:
             print("problems:\n  " + "\n  ".join(problems))

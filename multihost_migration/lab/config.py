@@ -37,6 +37,8 @@ class LabConfig:
     subnet: str = DEFAULT_SUBNET
     state_dir: Path = DEFAULT_STATE_DIR
     shared_dir: Path = DEFAULT_SHARED_DIR
+    # (host, QEMU version) for `lab up --qemu`; hosts not named run the system's
+    qemu: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if not 1 <= self.hosts <= MAX_HOSTS:
@@ -47,6 +49,10 @@ class LabConfig:
             raise LabError(f"--subnet {self.subnet!r} is not an IPv4 network: {err}") from err
         if net.num_addresses < 16 + self.hosts:
             raise LabError(f"--subnet {self.subnet} is too small for {self.hosts} hosts")
+        for host, _ in self.qemu:
+            if host not in self.host_names():
+                raise LabError(f"--qemu names {host!r}, not a host of this lab "
+                               f"({', '.join(self.host_names())})")
 
     @property
     def network(self) -> ipaddress.IPv4Network:

@@ -20,6 +20,9 @@ class LabHost:
     netns: str
     address: str
     sshd_pid: int = 0
+    # What `qemu-system-x86_64` is on this host (`mhm lab up --qemu`).
+    qemu_binary: str = ""
+    qemu_version: str = ""
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from multihost_migration.errors import LabError
-from multihost_migration.lab import netns, sshd
+from multihost_migration.lab import netns, qemu_choice, sshd
 from multihost_migration.lab.config import (
     BRIDGE_NETNS, PREFIX, SHARED_SUBDIRS, VIRT_TEST_ROOT, LabConfig, check_subnet_free)
 from multihost_migration.lab.inventory import Inventory, LabHost, SharedPath, SshAccess
@@ -62,13 +62,13 @@ def up(cfg: LabConfig) -> Inventory:
         if healthy.python != sys.executable:  # another checkout drives the lab now
             healthy = replace(healthy, python=sys.executable)
             healthy.save(inventory_path(cfg.state_dir))
-        return healthy
+        return _apply_qemu(cfg, healthy)
     check_subnet_free(cfg.subnet)   # before touching anything
     if lab_namespaces() or cfg.state_dir.exists():
         log.info("repairing: removing the remains of a previous lab")
         down(cfg)
     try:
-        return _build(cfg)
+        return _apply_qemu(cfg, _build(cfg))
     except BaseException:
         log.error("lab up failed; removing what was built")
         with contextlib.suppress(LabError):
@@ -125,6 +125,29 @@ def _build(cfg: LabConfig) -> Inventory:
         lab_format=LAB_FORMAT,
     )
     inv.save(inventory_path(state))
+    return inv
+
+
+def _apply_qemu(cfg: LabConfig, inv: Inventory) -> Inventory:
+    """Each host's default QEMU as `cfg.qemu` asks (the system's for hosts
+    it does not name), set in the host's mount namespace and recorded in the
+    inventory; hosts already as asked are left alone."""
+    wanted = dict(cfg.qemu)
+    system_version = qemu_choice.version_of(qemu_choice.SYSTEM_BINARY)
+    prefixes = qemu_choice.installed()
+    hosts = []
+    for host in inv.hosts:
+        binary = qemu_choice.binary_for(wanted.get(host.name, qemu_choice.SYSTEM),
+                                        system_version, prefixes)
+        if host.qemu_binary != binary:
+            qemu_choice.apply(host.sshd_pid, binary)
+            log.info("%s: qemu-system-x86_64 is %s now", host.name, binary)
+            host = replace(host, qemu_binary=binary,
+                           qemu_version=qemu_choice.version_of(binary))
+        hosts.append(host)
+    if hosts != inv.hosts:
+        inv = replace(inv, hosts=hosts)
+        inv.save(inventory_path(cfg.state_dir))
     return inv
 
 
