@@ -27,7 +27,7 @@ NEW = installed().get("10.0", "")
 pytestmark = pytest.mark.skipif(not NEW, reason="QEMU 10.0 not installed (scripts/setup.sh)")
 
 
-def tests_by_name(results: Path) -> dict[str, dict[str, Any]]:
+def results_by_test(results: Path) -> dict[str, dict[str, Any]]:
     return {t["name"].split(".tcp")[0]: t for t in
             json.loads((results / "results.json").read_text())["tests"]}
 
@@ -40,7 +40,7 @@ def test_cross_version_both_directions_and_baseline(guest_lab: Inventory,  # noq
                                timeout=600)
     elapsed = time.monotonic() - start
     assert proc.returncode == 0, proc.stdout[-3000:]
-    tests = tests_by_name(tmp_path / "r")
+    tests = results_by_test(tmp_path / "r")
     assert sorted(tests) == ["cross_version.new_to_old", "cross_version.old_to_new",
                              "integrity.once"]
     first, second = TEST_HOSTS
