@@ -66,11 +66,7 @@ LAZY_FACADES = frozenset({("", "migration")})
 #: fails too, so that it is removed once fixed.
 #: The controller reaching a forbidden module through one of these modules
 #: is known (key: the module it passes through).
-KNOWN_VIA: Mapping[str, str] = {
-    "qemu": ("qemu/__init__.py imports Env, VM, the waiter and the settings eagerly: "
-             "preflight's use of the pure qemu.config drags the VM, QMP and console code "
-             "in (owner: the qemu/ refactor; a lazy __init__, as the package's own, fixes it)"),
-}
+KNOWN_VIA: Mapping[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -79,6 +75,7 @@ class Import:
     line: int
     import_time: bool      # executed when the module is imported (module level, not TYPE_CHECKING)
     typing_only: bool = False   # under `if TYPE_CHECKING:`: never executed
+    member: str = ""            # `from target import member` (not a submodule)
 
 
 @dataclass
@@ -164,8 +161,22 @@ def _add(module: Module, absolute: str, member: Optional[str], line: int,
         module.imports.append(Import("ext:" + absolute.split(".")[0], line, *mode))
         return
     if member is not None and member != "*" and _join(rel, member) in known:
-        rel = _join(rel, member)     # from pkg import submodule
-    module.imports.append(Import(rel, line, *mode))
+        rel, member = _join(rel, member), None     # from pkg import submodule
+    module.imports.append(Import(rel, line, *mode, member=member or ""))
+
+
+def resolve_lazy(modules: Mapping[str, Module]) -> None:
+    """`from pkg import Name`, where pkg's __init__ serves Name lazily (PEP 562)
+    and names its source in an import (under TYPE_CHECKING, say): an import
+    of that source too, at the importer's line."""
+    bindings = {name: {i.member: i.target for i in m.imports if i.member}
+                for name, m in modules.items() if m.is_package}
+    for module in modules.values():
+        extra = [Import(bindings[i.target][i.member], i.line, i.import_time, i.typing_only)
+                 for i in module.imports
+                 if i.member and i.target in bindings and i.target != module.name
+                 and i.member in bindings[i.target]]
+        module.imports += [i for i in extra if i not in module.imports]
 
 
 def load_package(root: Path = ROOT / PACKAGE) -> dict[str, Module]:
@@ -174,8 +185,10 @@ def load_package(root: Path = ROOT / PACKAGE) -> dict[str, Module]:
         parts = path.relative_to(root).with_suffix("").parts
         is_package = parts[-1] == "__init__"
         files[".".join(parts[:-1] if is_package else parts)] = (path, is_package)
-    return {name: parse_module(name, path, path.read_text(), is_package, files)
-            for name, (path, is_package) in files.items()}
+    modules = {name: parse_module(name, path, path.read_text(), is_package, files)
+               for name, (path, is_package) in files.items()}
+    resolve_lazy(modules)
+    return modules
 
 
 def _matches(name: str, prefix: str) -> bool:
@@ -206,6 +219,7 @@ def _where(module: Module, imp: Import) -> str:
 
 def check(modules: Mapping[str, Module]) -> list[str]:
     """Every violation of rules 1-5, as 'file:line: what'."""
+    resolve_lazy(modules)
     problems: list[str] = []
     for module in modules.values():
         mine = layer_of(module.name)
@@ -387,6 +401,17 @@ def test_the_controller_may_not_reach_the_client_or_the_vm() -> None:
                for p in problems), problems
     assert any("server/planted.py:2: the controller reaches aexpect" in p
                for p in problems), problems
+
+
+def test_a_lazily_served_name_counts_as_an_import_of_its_source() -> None:
+    modules = load_package()
+    modules["server.planted"] = parse_module(
+        "server.planted", ROOT / PACKAGE / "server/planted.py",
+        "from multihost_migration.qemu import VM\n"
+        "from multihost_migration import MultihostMigration\n", False, modules)
+    problems = [p for p in check(modules) if "planted" in p]
+    assert any("server/planted.py:1: the controller reaches qemu.vm" in p for p in problems)
+    assert any("(server.planted -> migration -> qemu." in p for p in problems), problems
 
 
 def test_a_runnable_scenario_is_nobodys_base() -> None:
