@@ -37,6 +37,11 @@ class SshTarget:
     known_hosts: Optional[str] = None
     accept_unknown_host_key: bool = False
     connect_timeout: float = 15.0
+    address: Optional[str] = None   # where to connect, if not `hostname` (the host id)
+
+    @property
+    def connect_address(self) -> str:
+        return self.address or self.hostname
 
     @classmethod
     def parse(cls, spec: str, **defaults: object) -> "SshTarget":
@@ -95,9 +100,9 @@ class RemoteHost:
         sock = None
         try:
             if self._socket_factory is not None:
-                sock = self._socket_factory(t.hostname, t.port, t.connect_timeout)
+                sock = self._socket_factory(t.connect_address, t.port, t.connect_timeout)
             client.connect(
-                t.hostname, port=t.port, username=t.user, key_filename=t.key_filename,
+                t.connect_address, port=t.port, username=t.user, key_filename=t.key_filename,
                 password=t.password, timeout=t.connect_timeout, banner_timeout=t.connect_timeout,
                 auth_timeout=t.connect_timeout, allow_agent=False,
                 look_for_keys=t.key_filename is None and t.password is None, sock=sock)

@@ -23,7 +23,9 @@ from multihost_migration.errors import ConfigError, MigrationTestError
 from multihost_migration.remote import SshTarget, default_known_hosts
 from multihost_migration.report.model import redact_args
 from multihost_migration.server.control_env import AutoservError, namespace
+from multihost_migration.server.inventory import pool_from_args
 from multihost_migration.server.job import JobOptions, ServerJob
+from multihost_migration.server.sharding import Shard, job_identity
 from multihost_migration.status import parse
 from multihost_migration.verdicts import exit_status, reason_of, status_of
 
@@ -38,7 +40,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-m", "--machines", default="",
                    help="machines, comma or space separated ([user@]host[:port])")
     p.add_argument("-M", "--machines-file", type=Path,
-                   help="file with one machine per line (# comments)")
+                   help="machines file (one machine per line, # comments) or an "
+                        "Ansible YAML inventory")
+    p.add_argument("--topology", type=Path, default=None,
+                   help="tmt topology file (default: $TMT_TOPOLOGY_YAML when no "
+                        "machines are given otherwise)")
+    p.add_argument("--shard", type=Shard.parse, default=None, metavar="I/N",
+                   help="run this controller's 1/N of the host pairs (merge the "
+                        "shards' results with mhm-report merge)")
     p.add_argument("-r", "--results", type=Path, help="results directory "
                    "(default: results/<timestamp>)")
     p.add_argument("--overwrite", action="store_true",
@@ -77,19 +86,10 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_machines(text: str, machines_file: Optional[Path]) -> list[str]:
-    items = text.replace(",", " ").split()
-    if machines_file is not None:
-        try:
-            lines = machines_file.read_text().splitlines()
-        except OSError as err:
-            raise ConfigError(f"cannot read machines file: {err.strerror}",
-                              filename=str(machines_file)) from err
-        for line in lines:
-            line = line.split("#", 1)[0].strip()
-            if line:
-                items.extend(line.replace(",", " ").split())
-    return sorted(set(items))
+def parse_machines(text: str, machines_file: Optional[Path],
+                   topology: Optional[Path] = None) -> list[str]:
+    """-m, -M (plain or Ansible YAML) and the tmt topology, as host specs."""
+    return sorted(pool_from_args(text, machines_file, topology).machines())
 
 
 def ssh_password(option: Optional[str], path: Optional[Path]) -> Optional[str]:
@@ -120,7 +120,8 @@ def _remote_python(value: Optional[str]) -> Optional[str]:
 def options_from(args: argparse.Namespace) -> JobOptions:
     if not args.control.is_file():
         raise ConfigError(f"control file {args.control} not found")
-    machines = parse_machines(args.machines, args.machines_file)
+    pool = pool_from_args(args.machines, args.machines_file, args.topology)
+    machines = sorted(pool.machines())
     if args.results is None:
         resultdir = new_results_dir(Path("results"))
     else:
@@ -139,7 +140,10 @@ def options_from(args: argparse.Namespace) -> JobOptions:
     return JobOptions(resultdir=resultdir.resolve(), control=args.control.resolve(),
                       machines=machines, args=control_args, ssh_defaults=ssh,
                       remote_python=_remote_python(args.remote_python), verbose=args.verbose,
-                      cfg=args.cfg.resolve() if args.cfg else None)
+                      cfg=args.cfg.resolve() if args.cfg else None, pool=pool,
+                      shard=args.shard, identity=job_identity(
+                          args.control, args.cfg,
+                          redact_args(control_args), pool.identity()))
 
 
 def new_results_dir(root: Path, now: Optional[datetime.datetime] = None) -> Path:
@@ -200,7 +204,7 @@ LIST_KEYS = ("type", "vms", "mem", "accel", "migration_protocol", "migration_cap
 
 def list_tests(options: JobOptions) -> int:
     from multihost_migration.server.control_env import extra_cfg_lines
-    from multihost_migration.server.dispatch import default_cfg, select_tests
+    from multihost_migration.server.selection import default_cfg, select_tests
     tests = select_tests(options.cfg or default_cfg(options.control), extra_cfg_lines(options.args))
     for test in tests:
         keys = " ".join(f"{k}={test[k]}" for k in LIST_KEYS if test.get(k) not in (None, ""))
@@ -211,7 +215,8 @@ def list_tests(options: JobOptions) -> int:
 
 def verify(options: JobOptions) -> int:
     from multihost_migration.server.control_env import extra_cfg_lines
-    from multihost_migration.server.dispatch import default_cfg, resolve, select_tests
+    from multihost_migration.server.dispatch import resolve
+    from multihost_migration.server.selection import default_cfg, select_tests
     from multihost_migration.server.preflight import Preflight
     if not options.machines:
         raise ConfigError("-v needs machines: give them with -m or -M")
@@ -253,7 +258,9 @@ def run_job(options: JobOptions) -> int:
     _write_keyval(options.resultdir / "keyval", {"job_finished": int(time.time())})
     (options.resultdir / "results.json").write_text(json.dumps(
         {"job": {"machines": options.machines, "started": started, "finished": time.time(),
-                 "control": str(options.control), "args": list(redact_args(options.args))},
+                 "control": str(options.control), "args": list(redact_args(options.args)),
+                 "identity": options.identity,
+                 "shard": str(options.shard) if options.shard else None},
          "tests": job.tests}, indent=1))
     _write_reports(options.resultdir)
     final = parse((options.resultdir / "status.log").read_text())[-1].status

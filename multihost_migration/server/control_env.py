@@ -10,7 +10,10 @@ import types
 from typing import Any, Sequence
 
 from multihost_migration.remote import RemoteHost, SshTarget
+from multihost_migration.server.inventory import form_pairs
 from multihost_migration.server.job import ServerJob
+from multihost_migration.server.requirements import Plan, plan_for_job
+from multihost_migration.server.sharding import shard_pairs
 from multihost_migration.verdicts import TestError, TestFail, TestNAError, TestWarn
 
 
@@ -74,7 +77,24 @@ def namespace(job: ServerJob) -> dict[str, Any]:
         return RemoteHost(job.ssh_target(hostname))
 
     hosts = types.SimpleNamespace(create_host=create_host, RemoteHost=RemoteHost)
-    utils = types.SimpleNamespace(form_ntuples_from_machines=form_ntuples_from_machines)
+    def form_ntuples(machines: Sequence[str], n: int = 2
+                     ) -> tuple[list[list[str]], list[tuple[str, str]]]:
+        """As form_ntuples_from_machines, keeping the inventory's pair groups."""
+        pairs, rest = form_pairs(list(machines), job.options.pool, n)
+        return pairs, form_ntuples_from_machines(rest, n)[1]
+
+    def shard(pairs: Sequence[list[str]], failures: Sequence[tuple[str, str]]
+              ) -> tuple[list[list[str]], list[tuple[str, str]]]:
+        """This controller's share (--shard I/N); shard 1 reports the leftovers."""
+        mine, _ = shard_pairs(pairs, [], job.options.shard)
+        keep = job.options.shard is None or job.options.shard.owns_leftovers()
+        return mine, list(failures) if keep else []
+
+    def plan_rounds(pairs: Sequence[list[str]], extra_lines: Sequence[str]) -> Plan:
+        return plan_for_job(job, pairs, extra_lines, lambda ms: form_ntuples(ms)[0])
+
+    utils = types.SimpleNamespace(form_ntuples_from_machines=form_ntuples, shard=shard,
+                                  plan_rounds=plan_rounds)
     error = types.SimpleNamespace(**ERRORS)
     subcommand = types.SimpleNamespace(parallel_simple=job.parallel_simple)
     autotest_remote = types.SimpleNamespace(host_id=host_id)

@@ -109,7 +109,7 @@ class CfgTestRunner:
         testdir = self.outputdir / name
         testdir.mkdir(parents=True, exist_ok=True)
         job_id = f"{name}-{secrets.token_hex(4)}"
-        addresses = {h: resolve(self.targets[h].hostname) for h in self.hosts}
+        addresses = {h: resolve(self.targets[h].connect_address) for h in self.hosts}
         port = int(test.get("sync_port") or random.randint(20000, 29999))
         params = host_params(test, self.hosts, addresses, secrets.token_hex(32), port, job_id)
         (testdir / "params.json").write_text(json.dumps(

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import logging
 import sys
@@ -20,6 +21,8 @@ from typing import Any, Callable, Optional, Sequence
 from multihost_migration.errors import ConfigError
 from multihost_migration.remote import SshTarget
 from multihost_migration.report.progress import Progress
+from multihost_migration.server.inventory import Pool
+from multihost_migration.server.sharding import Shard
 from multihost_migration.status import StatusLog
 from multihost_migration.verdicts import PASSING, reason_of, status_of
 
@@ -37,6 +40,9 @@ class JobOptions:
     remote_python: Optional[str] = None     # None: install the suite on the hosts
     verbose: bool = False
     cfg: Optional[Path] = None
+    pool: Optional[Pool] = None             # the hosts as the inventory gave them
+    shard: Optional[Shard] = None           # --shard I/N
+    identity: str = ""                      # what all shards of this job share
 
 
 class ServerTest:
@@ -77,7 +83,9 @@ class ServerJob:
             return self._wheelhouse
 
     def ssh_target(self, machine: str) -> SshTarget:
-        return SshTarget.parse(machine, **self.options.ssh_defaults)
+        target = SshTarget.parse(machine, **self.options.ssh_defaults)
+        spec = self.options.pool.host(target.hostname) if self.options.pool else None
+        return dataclasses.replace(target, **spec.ssh_overrides()) if spec else target
 
     def add_test_result(self, entry: dict[str, Any]) -> None:
         with self._tests_lock:

@@ -58,10 +58,13 @@ class multihost_migration(ServerTest):  # noqa: N801 - autotest names tests by m
                 "preflight failed: " + "; ".join(problems), logdir=self.outputdir)
 
     def run_once(self, machines: Sequence[str], extra_lines: Sequence[str] = (),
-                 cfg: Optional[str] = None) -> None:
+                 cfg: Optional[str] = None, only_tests: Sequence[str] = ()) -> None:
+        """`only_tests`: these of the selection (shortnames; empty: all of it)."""
         options = self.job.options
         cfg_path = Path(cfg) if cfg else (options.cfg or CFG)
         tests = select_tests(cfg_path, list(extra_lines))
+        if only_tests:
+            tests = [t for t in tests if t["shortname"] in set(only_tests)]
         for test in tests:  # user scenario directories are relative to the cfg
             if test.get("scenario_dirs"):
                 test["scenario_dirs"] = " ".join(
@@ -73,7 +76,7 @@ class multihost_migration(ServerTest):  # noqa: N801 - autotest names tests by m
         addresses = {}
         for host, target in targets.items():
             try:
-                addresses[host] = resolve(target.hostname)
+                addresses[host] = resolve(target.connect_address)
             except RemoteError as err:
                 self._setup_failure(host, "address", str(err))
         if len(addresses) < len(targets):
