@@ -15,7 +15,7 @@ The waiting threads are released in one of three ways:
   (MultihostMigration stops the local VMs, so whatever waits on them fails
   within moments, and reports the peer's reason as the verdict);
 - a host died: the sync server sees its connection drop and aborts the
-  session for the others ("connection lost before close"); if the master
+  session for the others ("lost contact with <host>"); if the master
   itself died, the others lose their connection: both fire `on_abort`;
 - the test ended well: after the last barrier the master joins as END,
   which completes the barrier, and every thread returns quietly.
@@ -51,6 +51,7 @@ class AbortWatch:
         self.lifetime = lifetime
         self.on_abort = on_abort
         self.fired: Optional[SyncAborted] = None
+        self._fire_lock = threading.Lock()
         self._ending = threading.Event()
         self._session = self._new(hostid)
         self._thread = threading.Thread(target=self._watch, daemon=True,
@@ -80,10 +81,19 @@ class AbortWatch:
         finally:
             self._session.close()
 
+    def fire(self, err: SyncAborted) -> None:
+        """A peer's failure learnt another way (the controller's relay): as if
+        the watch session had been aborted with it."""
+        self._fire(err)
+        self._session.interrupt(err)
+
     def _fire(self, err: SyncAborted) -> None:
         if err.host == self.hostid:  # our own abort: the local error is the verdict
             return
-        self.fired = err
+        with self._fire_lock:
+            if self.fired is not None:   # the first report is the root cause
+                return
+            self.fired = err
         log.error("%s: a peer aborted the test while this host was busy: %s",
                   self.hostid, err.reason)
         try:

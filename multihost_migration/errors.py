@@ -13,6 +13,7 @@ evidence needed to diagnose a run from its result directory alone.
      +-- SyncError              the sync server / client
      |    +-- SyncTimeout          a session did not complete by its deadline
      |    +-- SyncAborted          a peer aborted the session (host, reason)
+     |         +-- PeerFailed          the controller reported a peer's failure
      +-- VMError                QEMU lifecycle
      |    +-- VMLaunchError        QEMU did not start (command line, exit code, output)
      |    +-- QMPError             a QMP command failed
@@ -26,6 +27,7 @@ evidence needed to diagnose a run from its result directory alone.
 
 from __future__ import annotations
 
+import signal
 from typing import Optional, Sequence
 
 
@@ -104,7 +106,22 @@ class SyncAborted(SyncError):
         super().__init__(session, host, reason)
 
     def __str__(self) -> str:
+        if self.reason.startswith("lost contact with"):   # nobody aborted: the link died
+            return f"{self.reason} (sync session {self.session!r})"
         return f"sync session {self.session!r} aborted by {self.host}: {self.reason}"
+
+
+class PeerFailed(SyncAborted):
+    """The controller reported that another host failed or stopped answering
+    (relay.py): the path of last resort, when the hosts cannot reach each other."""
+
+    def __init__(self, host: str, reason: str, unresponsive: bool = False) -> None:
+        self.unresponsive = unresponsive
+        super().__init__("relay", host, reason)
+
+    def __str__(self) -> str:
+        what = "became unresponsive" if self.unresponsive else "failed"
+        return f"stopped because {self.host} {what}: {self.reason}"
 
 
 class VMError(MigrationTestError):
@@ -196,18 +213,38 @@ class VMStateError(VMError):
                 f"(allowed: {', '.join(self.allowed)})")
 
 
+def describe_exit(code: Optional[int]) -> str:
+    """A process's end in words: 'killed by signal 9 (SIGKILL)', 'exit status 1'."""
+    if code is None:
+        return "ended (exit status unknown)"
+    if code < 0:
+        try:
+            name = f" ({signal.Signals(-code).name})"
+        except ValueError:
+            name = ""
+        return f"killed by signal {-code}{name}"
+    return f"exited with status {code}"
+
+
 class VMDiedError(VMError):
     """The QEMU process exited while it was expected to be running."""
 
-    def __init__(self, vm: str, exitcode: Optional[int], log_tail: str) -> None:
+    def __init__(self, vm: str, exitcode: Optional[int], log_tail: str,
+                 pid: Optional[int] = None, host: str = "", context: str = "") -> None:
         self.vm = vm
         self.exitcode = exitcode
         self.log_tail = log_tail
+        self.pid = pid
+        self.host = host
+        self.context = context      # what followed, e.g. the peer's report
         super().__init__(vm, exitcode, log_tail)
 
     def __str__(self) -> str:
-        return (f"QEMU for {self.vm} exited unexpectedly (exit code {self.exitcode})\n"
-                f"QEMU log tail:\n{tail(self.log_tail)}")
+        pid = f" (pid {self.pid})" if self.pid is not None else ""
+        where = f" on {self.host}" if self.host else ""
+        then = f"; {self.context}" if self.context else ""
+        return (f"QEMU of {self.vm}{pid}{where} {describe_exit(self.exitcode)} while the "
+                f"test needed it{then}\nQEMU log tail:\n{tail(self.log_tail)}")
 
 
 class QMPCommandError(QMPError):

@@ -33,11 +33,13 @@ import shutil
 import socket
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from multihost_migration.abort_watch import AbortWatch
-from multihost_migration.errors import ConfigError, MigrationError, SyncAborted, SyncError
+from multihost_migration.errors import (ConfigError, MigrationError, PeerFailed, SyncAborted,
+                                        SyncError, VMDiedError)
 from multihost_migration.imagespec import ImageSpec
 from multihost_migration.params import Params
 from multihost_migration.plan import MigrationPlan, TLSPlan, vm_params, vm_plans
@@ -47,8 +49,10 @@ from multihost_migration.qemu.stats import MigrationStats, ram_progress_pct
 from multihost_migration.qemu.tls import make_tls_credentials
 from multihost_migration.qemu.transport import Transport
 from multihost_migration.qemu.vm import VM
-from multihost_migration import storage
+from multihost_migration import relay, rootcause, storage
+from multihost_migration.rootcause import StallLog
 from multihost_migration.sync import SyncData, SyncServer
+from multihost_migration.verdicts import Interrupted
 
 log = logging.getLogger(__name__)
 # Phases for the controller's live display; the client job forwards them.
@@ -85,11 +89,14 @@ class _MigrationProgress(Poller):
 
     interval = PROGRESS_INTERVAL
 
-    def __init__(self, vm: VM, stall_timeout: float = 60.0) -> None:
+    def __init__(self, vm: VM, stall_timeout: float = 60.0,
+                 stalls: Optional[StallLog] = None, key: str = "") -> None:
         super().__init__(f"progress-{vm.name}")
         self.vm = vm
         self.stall_timeout = stall_timeout
         self.stalled = False
+        self.percent: Optional[float] = None
+        self._stalls, self._key = stalls, key or vm.name
         self._last, self._since = -1, time.monotonic()
 
     def poll(self) -> bool:
@@ -99,9 +106,12 @@ class _MigrationProgress(Poller):
             return True
         done = ram_progress_pct(info)
         if done is not None:
+            self.percent = done
             progress.info("migrating\t%s\t%.1f\t%s", self.vm.name, done,
                           stats.throughput_mbps or "")
         moved = stats.transferred or 0
+        if self._stalls is not None:
+            self._stalls.progress(self._key, moved, done)
         if moved != self._last:
             self._last, self._since = moved, time.monotonic()
             return True
@@ -234,6 +244,9 @@ class MultihostMigration:
         self.tls: Optional[TLSPlan] = TLSPlan.from_params(params)
         self._disk_images: Optional[list[ImageSpec]] = None
         self.sync_server: Optional[SyncServer] = None
+        self._sync_sessions: "weakref.WeakSet[SyncData]" = weakref.WeakSet()
+        self._stalls = StallLog()
+        self._relay_stop: Callable[[], None] = lambda: None
         self._main_sync = self._sync_session("main", self.hosts)  # no I/O yet
         self._watch = AbortWatch(self.address_of(self.master_id), self.hostid, self.hosts,
                                  f"{self.job_id}:watch", self._sync_port, self._secret,
@@ -246,6 +259,7 @@ class MultihostMigration:
                 self.sync_server.start()
             self._watch.start()
             watching = True
+            self._relay_stop = relay.listen(self._relayed)
             if preprocess_env:
                 self._prepare_disks()
         except BaseException as err:  # nobody gets an object to clean up: do it here
@@ -256,6 +270,7 @@ class MultihostMigration:
         """__init__ failed: release the peers with `reason`, stop the watch
         thread, close the sync client and stop the sync server, each step
         even if one before it failed."""
+        self._relay_stop()
         try:
             if watching:  # the sync server is up: tell the peers at once
                 _abort_quietly(self._main_sync, reason)
@@ -272,9 +287,11 @@ class MultihostMigration:
         return str(self.params.get(f"address_{hostid}", hostid))
 
     def _sync_session(self, name: str, hosts: Sequence[str]) -> SyncData:
-        return SyncData(self.address_of(self.master_id), self.hostid, list(hosts),
-                        session_id=f"{self.job_id}:{name}", port=self._sync_port,
-                        secret=self._secret)
+        session = SyncData(self.address_of(self.master_id), self.hostid, list(hosts),
+                           session_id=f"{self.job_id}:{name}", port=self._sync_port,
+                           secret=self._secret)
+        self._sync_sessions.add(session)   # a relayed peer failure interrupts its waits
+        return session
 
     def sync(self, data: Any = None, tag: Optional[str] = None,
              timeout: Optional[float] = None) -> dict[str, Any]:
@@ -295,6 +312,36 @@ class MultihostMigration:
         _abort_quietly(self._main_sync, reason)
         self._watch.abort(reason)
 
+    def _relayed(self, report: relay.PeerReport) -> None:
+        """The controller reports that a peer failed or stopped answering: as
+        a sync abort would, stop the local work, and end every wait on the
+        sync server (which may be the unreachable peer itself)."""
+        if report.host == self.hostid:
+            return
+        err = PeerFailed(report.host, report.reason,
+                         unresponsive=report.kind == "unresponsive")
+        self._watch.fire(err)
+        for session in list(self._sync_sessions):
+            session.interrupt(err)
+
+    def _own_vms(self) -> list[VM]:
+        """Every VM this host started in this test, stopped ones included."""
+        seen: dict[int, VM] = {}
+        for vm in [*self.env.get_all_vms(), *(v for m in self.migrations for v in m.vms)]:
+            seen.setdefault(id(vm), vm)
+        return list(seen.values())
+
+    def _local_root_cause(self, peer: SyncAborted) -> None:
+        """A peer's abort reached this host: raise what happened here first
+        instead, if it explains more (this host's QEMU died; an interruption)."""
+        if rootcause.interrupted(peer):
+            raise Interrupted(f"interrupted: {peer.host} was interrupted ({peer.reason})") \
+                from peer
+        died = rootcause.qemu_death(self._own_vms(), self.hostid,
+                                    context=f"then {peer}")
+        if died is not None:
+            raise died from peer
+
     def _peer_aborted(self, err: SyncAborted) -> None:
         """AbortWatch, when a peer failed: stop the local VMs now, so that
         whatever this host waits for in them fails at once."""
@@ -308,9 +355,16 @@ class MultihostMigration:
 
         A peer that gave up waiting for this host is the exception: what
         this host was busy with is the story, so both go into the verdict."""
+        died = rootcause.qemu_death(self._own_vms(), self.hostid,
+                                    context=f"seen as {type(err).__name__}: {err}")
+        if died is not None and not isinstance(err, VMDiedError):
+            raise died from err
         peer = self._watch.fired
         if peer is None:
             return f"{type(err).__name__} on {self.hostid}: {err}"
+        stalls = self._stalls.notes()
+        if stalls:   # lost contact mid-migration: say where it stopped moving
+            raise MigrationError(f"{peer}; {'; '.join(stalls)}") from err
         if self.hostid in waited_for(peer.reason):
             raise MigrationError(f"{peer.host} gave up waiting for {self.hostid} "
                                  f"({peer.reason}); {self.hostid} was still busy and got "
@@ -443,7 +497,8 @@ class MultihostMigration:
         port = mig_data.vm_ports[vm.name]
         log.info("%s: migrating to %s port %s over %s", vm.name, mig_data.dst, port,
                  plan.transport.value)
-        with _MigrationProgress(vm, plan.timeouts.stall) as watch:
+        key = f"{vm.name} to {mig_data.dst}"
+        with _MigrationProgress(vm, plan.timeouts.stall, self._stalls, key) as watch:
             try:
                 if plan.transport is Transport.FD:
                     # The stream rides on a socket this process opened: QEMU
@@ -457,11 +512,14 @@ class MultihostMigration:
                     vm.migrate(plan.request(mig_data.vm_ports))
             except MigrationError as err:
                 if watch.stalled:
+                    at = f" at {watch.percent:.1f} %" if watch.percent is not None else ""
                     raise MigrationError(
-                        f"{vm.name}: migration to {mig_data.dst} made no progress for "
-                        f"{watch.stall_timeout:.0f} s (network partition?) and was "
+                        f"{vm.name}: migration to {mig_data.dst} stalled{at}: no progress "
+                        f"for {watch.stall_timeout:.0f} s (have the hosts lost contact?), "
                         f"cancelled: {err}") from err
                 raise
+            finally:
+                self._stalls.ended(key)
 
     def wait_vms_dest(self, mig_data: MigrationData) -> None:
         """Destination, once the source reported its result: wait until the
@@ -568,7 +626,8 @@ class MultihostMigration:
                     check_work(mig_data)
             session.barrier("checked", timeout=timeouts.work + timeout)
             self.post_migration(mig_data)
-        except SyncAborted:
+        except SyncAborted as peer:
+            self._local_root_cause(peer)
             raise
         except BaseException as err:
             reason = self._blame(err)
@@ -592,7 +651,8 @@ class MultihostMigration:
             self._main_sync.barrier("scenario-done", timeout=self.mig_timeout + self.sync_timeout)
             if self.hostid == self.master_id:
                 self._watch.end()
-        except SyncAborted:
+        except SyncAborted as peer:
+            self._local_root_cause(peer)
             raise
         except BaseException as err:
             self.abort(self._blame(err))
@@ -603,6 +663,7 @@ class MultihostMigration:
     def cleanup(self) -> None:
         """Stop this host's VMs; the master removes the disks and the server."""
         progress.info("cleanup")
+        self._relay_stop()
         try:
             self.env.destroy_all(gracefully=False)
             self._watch.stop()

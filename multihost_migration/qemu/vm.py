@@ -37,7 +37,7 @@ from types import TracebackType
 from typing import Any, Callable, Mapping, Optional, Union
 
 from ..errors import (GuestError, LoginError, MigrationError, MigrationFailed,
-                      QMPError, VMError, VMLaunchError, VMStateError)
+                      QMPError, VMDiedError, VMError, VMLaunchError, VMStateError)
 from ..guest.console import ConsoleSession
 from . import settings as mig_settings
 from .cmdline import RunPaths, build_command, effective_cache, o_direct_supported
@@ -94,6 +94,9 @@ class VM:
         self._lock = threading.RLock()
         self._state = VMState.NEW
         self._process: Optional[QemuProcess] = None
+        #: Set when QEMU turned out to have exited before we stopped it
+        #: (killed from outside, crashed): (pid, exit status, log tail).
+        self._died: Optional[tuple[Optional[int], int, str]] = None
         self._qmp: Optional[QMPChannel] = None
         self._console: Optional[ConsoleSession] = None
         self._run_dir: Optional[Path] = None
@@ -143,6 +146,19 @@ class VM:
 
     def log_tail(self, max_bytes: int = 4096) -> str:
         return read_tail(self.qemu_log_path, max_bytes)
+
+    def unexpected_exit(self) -> Optional[VMDiedError]:
+        """Why QEMU is gone, if it exited without being asked to (a kill from
+        outside, a crash): seen now, or when the VM was stopped after it."""
+        with self._lock:
+            process = self._process
+            if self._died is None and process is not None and \
+                    self._state is not VMState.NEW and process.returncode is not None:
+                self._died = (process.pid, process.returncode, self.log_tail())
+            if self._died is None:
+                return None
+            pid, code, log_tail = self._died
+            return VMDiedError(self.name, code, log_tail, pid=pid)
 
     def __repr__(self) -> str:
         return f"<VM {self.name} {self._state.value} pid={self.pid}>"
@@ -279,6 +295,16 @@ class VM:
     def pass_fd(self, fd: int, fdname: str) -> None:
         """Give QEMU a file descriptor under `fdname` (SCM_RIGHTS + getfd)."""
         self._channel("pass_fd").send_fd(fd, fdname)
+
+    def event_mark(self) -> int:
+        """A cursor into this QEMU's QMP events: events after it are waitable."""
+        return self._channel("event_mark").events.mark()
+
+    def wait_for_event(self, match: Callable[[dict[str, Any]], bool], mark: int,
+                       timeout: float) -> Optional[dict[str, Any]]:
+        """The first QMP event since `mark` that `match` accepts; None at the
+        deadline (e.g. a MIGRATION event with a given status)."""
+        return self._channel("wait_for_event").events.wait_for(match, mark, timeout)
 
     def query_status(self) -> str:
         return str(self.qmp("query-status")["status"])
@@ -556,6 +582,8 @@ class VM:
                 self.close_console()
             except (GuestError, OSError) as err:
                 self.log.warning("closing console: %s", err)
+            if process is not None and process.returncode is not None and self._died is None:
+                self._died = (process.pid, process.returncode, self.log_tail())
             if process is not None and process.is_alive():
                 if gracefully and not kill and qmp is not None and qmp.connected:
                     self.log.debug("QMP quit")

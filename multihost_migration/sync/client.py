@@ -64,6 +64,7 @@ class SyncData:
         self._rx_seq = 0
         self._counter = 0
         self._aborted: Optional[SyncAborted] = None
+        self._interrupt: Optional[SyncAborted] = None
         self._lock = threading.Lock()
         self.log = log.getChild(hostid)
 
@@ -136,6 +137,18 @@ class SyncData:
                 if msg["op"] == "error":
                     self._unexpected(msg)
 
+    def interrupt(self, err: SyncAborted) -> None:
+        """From another thread: end whatever this client waits for (a sync,
+        a connect) at once with `err`, e.g. a peer failure the controller
+        relayed while the sync server itself cannot be reached."""
+        self._interrupt = err
+        sock = self._sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
     def close(self) -> None:
         """Leave the session cleanly (best effort) and close the connection."""
         with self._lock:
@@ -177,6 +190,8 @@ class SyncData:
         """Connect, authenticate and join; `tag`/`timeout` name the caller's wait."""
         if self._aborted is not None:
             raise self._aborted
+        if self._interrupt is not None:
+            raise self._interrupt
         if self.state is ClientState.CLOSED:
             raise SyncError(f"sync client of {self.hostid} for session "
                             f"{self.session_id!r} is closed")
@@ -203,10 +218,13 @@ class SyncData:
         delay, last = 0.02, "no attempt"
         while True:
             remaining = deadline - time.monotonic()
+            if self._interrupt is not None:
+                raise self._interrupt
             if remaining <= 0:
                 raise SyncConnectTimeout(self.masterid, self.port, total, last)
-            try:
-                sock = socket.create_connection((self.masterid, self.port), timeout=remaining)
+            try:   # attempts of at most 1 s, so that an interrupt is seen
+                sock = socket.create_connection((self.masterid, self.port),
+                                                timeout=min(remaining, 1.0))
                 break
             except _RETRY_ERRORS as err:
                 last = str(err)
@@ -322,6 +340,8 @@ class SyncData:
 
     def _lost(self, why: str) -> NoReturn:
         self._drop_socket()
+        if self._interrupt is not None:
+            raise self._interrupt
         raise SyncError(f"lost connection to sync server {self.server} "
                         f"(session {self.session_id!r}, host {self.hostid}): {why}")
 

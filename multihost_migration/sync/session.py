@@ -102,7 +102,8 @@ class SessionTable(Generic[C]):
                 del point[host]
         session.points = {tag: p for tag, p in session.points.items() if p}
         if not clean and host not in session.conns.values():
-            return self.abort(name, host, f"connection lost before close: {why}", now)
+            return self.abort(name, host, f"lost contact with {host}: its sync connection "
+                                          f"ended before close ({why})", now)
         if not session.conns:
             del self.sessions[name]
             log.debug("session %r finished", name)

@@ -35,12 +35,12 @@ PACKAGE = "multihost_migration"
 
 #: Lowest first.  Names are relative to the package ("" is the package itself).
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("base", ("", "errors", "params", "verdicts", "results_format", "poller",
+    ("base", ("", "errors", "params", "verdicts", "results_format", "poller", "relay",
               "imagespec")),
     ("transport, parsers, report writers", ("cartesian", "sync", "remote", "status",
                                             "report", "abort_watch")),
     ("qemu, guest, storage", ("qemu", "guest", "storage")),
-    ("migration", ("plan", "migration", "virt_utils")),
+    ("migration", ("plan", "migration", "virt_utils", "rootcause")),
     ("scenarios", ("scenarios",)),
     ("client | server", ("client", "server")),
     ("lab, CLIs", ("lab", "server.cli", "report.cli")),

@@ -14,8 +14,10 @@ def test_vm_state_error() -> None:
 
 
 def test_vm_died_error() -> None:
-    err = VMDiedError("vm1", -9, "line1\nqemu: killed")
-    assert "exit code -9" in str(err) and "qemu: killed" in str(err)
+    err = VMDiedError("vm1", -9, "line1\nqemu: killed", pid=4242)
+    assert "QEMU of vm1 (pid 4242) killed by signal 9 (SIGKILL)" in str(err)
+    assert "qemu: killed" in str(err)
+    assert "exited with status 1" in str(VMDiedError("vm1", 1, ""))
 
 
 def test_qmp_command_error() -> None:
