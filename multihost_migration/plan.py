@@ -19,6 +19,8 @@ Params read here (and nowhere else on the migration path):
     migration_capabilities, migrate_parameter_<name>, postcopy_after_passes
                          -> settings (qemu/settings.py parses them)
     vms, and per VM its params and images (imagespec.py)  -> vms
+    qemu_pair_features   (set by the controller from each host's QMP schema)
+                         -> features; `supports("postcopy-preempt")` asks it
 
 A new knob is one field here and one line in `MigrationPlan.from_params`;
 a new transport is one `Transport` member (qemu/transport.py).
@@ -34,6 +36,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 from multihost_migration.errors import ConfigError
 from multihost_migration.imagespec import ImageSpec, image_names, image_specs, images_dir
 from multihost_migration.params import Params, parse_bool
+from multihost_migration.qemu.features import PAIR_PARAM, QemuFeatures
 from multihost_migration.qemu.migration import MigrateRequest
 from multihost_migration.qemu.settings import MigrationSettings
 from multihost_migration.qemu.tls import tls_kind
@@ -127,6 +130,12 @@ def vm_plans(params: Params, names: Sequence[str]) -> tuple[VMPlan, ...]:
     return tuple(plans)
 
 
+def pair_features(params: Mapping[str, Any]) -> Optional[QemuFeatures]:
+    """What both hosts' QEMUs have, as the controller found it (or None)."""
+    value = params.get(PAIR_PARAM)
+    return QemuFeatures.from_param(str(value)) if value else None
+
+
 @dataclass(frozen=True)
 class MigrationPlan:
     """Everything one migration needs to know, read once from its params."""
@@ -142,6 +151,7 @@ class MigrationPlan:
     timeouts: Timeouts = Timeouts()
     settings: MigrationSettings = MigrationSettings()
     tls: Optional[TLSPlan] = None
+    features: Optional[QemuFeatures] = None
 
     @classmethod
     def from_params(cls, params: Params, *, mig_id: str, src: str, dst: str,
@@ -155,7 +165,19 @@ class MigrationPlan:
             timeouts=Timeouts.from_params(params),
             settings=MigrationSettings.from_params(params),
             tls=TLSPlan.from_params(params),
+            features=pair_features(params),
         )
+
+    def supports(self, feature: str) -> bool:
+        """Does this pair's QEMUs both have `feature` (a QMP schema name, see
+        qemu/features.py)?  The answer comes from each host's query-qmp-schema
+        (preflight); ConfigError when the controller sent none (the test
+        declares no `qemu_features`)."""
+        if self.features is None:
+            raise ConfigError(f"{self.mig_id}: does the pair support {feature!r}? No QMP "
+                              f"schema answer in the params ({PAIR_PARAM}): declare the "
+                              f"features the test needs in qemu_features")
+        return self.features.has(feature)
 
     @property
     def vm_names(self) -> list[str]:
@@ -177,5 +199,5 @@ class MigrationPlan:
         return MigrateRequest(self.dst, ports, **fields)
 
 
-__all__ = ["MigrationPlan", "TLSPlan", "Timeouts", "VMPlan", "between_hosts", "vm_params",
-           "vm_plans"]
+__all__ = ["MigrationPlan", "TLSPlan", "Timeouts", "VMPlan", "between_hosts", "pair_features",
+           "vm_params", "vm_plans"]

@@ -18,7 +18,7 @@ import shlex
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Optional, Sequence, Union
 
 import multihost_migration
 from multihost_migration.errors import ConfigError, MigrationTestError
@@ -28,7 +28,15 @@ from multihost_migration.remote import RemoteHost, SshTarget
 from multihost_migration.server import qemu_caps
 from multihost_migration.server.qemu_caps import QemuInfo
 
+if TYPE_CHECKING:   # loaded on first use: importing the controller loads no qemu/ module
+    from multihost_migration.qemu.features import QemuFeatures
+
 log = logging.getLogger(__name__)
+
+#: (host, binary, its --version line) -> its QMP schema's features: asked
+#: once per binary for the whole job, however many groups and tests use it.
+_SCHEMA_CACHE: dict[tuple[str, str, str], "QemuFeatures"] = {}
+_SCHEMA_LOCK = threading.Lock()
 
 LISTEN_SNIPPET = (
     "import socket,sys\n"
@@ -79,6 +87,7 @@ class Preflight:
         self._lock = threading.Lock()
         self._remotes: dict[str, RemoteHost] = {}
         self.qemu: dict[tuple[str, str], QemuInfo] = {}   # (host, binary) -> what it is
+        self.features: dict[tuple[str, str], "QemuFeatures"] = {}   # its QMP schema's
 
     def add(self, host: str, name: str, ok: bool, detail: str) -> None:
         with self._lock:
@@ -225,6 +234,8 @@ class Preflight:
                      f"{binary} does not run: {out[-300:]}")
             if code == 0:
                 self._query_machines(host, binary, out)
+                if any(p.get("qemu_features") for p in self._host_params(host)):
+                    self._query_schema(host, binary, out.splitlines()[0])
         if "kvm" in self._distinct(host, "accel", "tcg"):
             code, out = self._run(host, "test -r /dev/kvm -a -w /dev/kvm && echo usable")
             self.add(host, "kvm", code == 0, "/dev/kvm usable" if code == 0 else
@@ -243,6 +254,71 @@ class Preflight:
             return
         with self._lock:
             self.qemu[(host, binary)] = info
+
+    def _query_schema(self, host: str, binary: str, version: str) -> None:
+        """The QMP schema of `binary` on `host` (query-qmp-schema), once per
+        binary and version for the job."""
+        from multihost_migration.qemu import features as qemu_features
+        key = (host, binary, version)
+        with _SCHEMA_LOCK:
+            known = _SCHEMA_CACHE.get(key)
+        if known is None:
+            code, out = self._run(host, qemu_features.probe_command(binary), timeout=60)
+            try:
+                known = qemu_features.QemuFeatures.from_schema(qemu_features.schema_from_transcript(out))
+            except ValueError as err:
+                self.add(host, "qmp schema", False, f"{binary}: query-qmp-schema "
+                         f"(exit {code}): {err}")
+                return
+            with _SCHEMA_LOCK:
+                _SCHEMA_CACHE[key] = known
+        with self._lock:
+            self.features[(host, binary)] = known
+        self.add(host, "qmp schema", True, f"{binary}: {len(known.names)} features")
+
+    def _test_features(self, test: Mapping[str, Any]) -> dict[str, "QemuFeatures"]:
+        """host -> the features of the QEMU it runs in `test`."""
+        index = next((i for i, t in enumerate(self.tests) if t is test), None)
+        if index is None:
+            return {}
+        out = {}
+        for host in self.targets:
+            binary = str(self._host_params(host)[index].get("qemu_binary",
+                                                             "qemu-system-x86_64"))
+            if (host, binary) in self.features:
+                out[host] = self.features[(host, binary)]
+        return out
+
+    def not_applicable(self, test: Mapping[str, Any]) -> Optional[str]:
+        """Why `test` cannot run on these hosts: a feature it declares
+        (`qemu_features`) missing from a host's QMP schema, named with the
+        host, the binary and its version; None when every host has them."""
+        from multihost_migration.qemu import features as qemu_features
+        wanted = qemu_features.needed(test)
+        if not wanted:
+            return None
+        index = next(i for i, t in enumerate(self.tests) if t is test)
+        infos = self._test_qemu(index)
+        reasons = []
+        for host, have in self._test_features(test).items():
+            for feature in have.missing(wanted):
+                what = infos[host].describe() if host in infos else "its QEMU"
+                reasons.append(f"{host}: {what} lacks {qemu_features.describe(feature)} "
+                               f"(not in its QMP schema)")
+        return "; ".join(reasons) or None
+
+    def pair_params(self, test: Mapping[str, Any]) -> dict[str, str]:
+        """The params that give `test` what every host's QEMU has
+        (`qemu_pair_features`, read by MigrationPlan.supports); none when
+        the test declares no features."""
+        from multihost_migration.qemu import features as qemu_features
+        found = list(self._test_features(test).values())
+        if not qemu_features.needed(test) or len(found) < len(self.targets):
+            return {}
+        common = found[0]
+        for other in found[1:]:
+            common = common & other
+        return {qemu_features.PAIR_PARAM: common.to_param()}
 
     def _test_qemu(self, index: int) -> dict[str, QemuInfo]:
         """host -> the QEMU it runs in test `index` (hosts whose binary ran)."""

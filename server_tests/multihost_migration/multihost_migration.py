@@ -104,6 +104,13 @@ class multihost_migration(ServerTest):  # noqa: N801 - autotest names tests by m
                 self.job.record("ABORT", test["shortname"], test["shortname"],
                                 "not started: the job was interrupted")
                 continue
+            missing = checks.not_applicable(test)   # a QEMU feature a host lacks
+            if missing:
+                self.job.record_setup_failure(str(test["shortname"]), self.tagged_testname,
+                                              list(targets), missing, logdir=self.outputdir,
+                                              status="TEST_NA")
+                continue
+            test.update(checks.pair_params(test))   # for MigrationPlan.supports()
             _, _, summary = runner.run(test)
             summary["group"] = self.tagged_testname
             summary["qemu"] = checks.qemu_summary(test)   # versions, shared machine types
