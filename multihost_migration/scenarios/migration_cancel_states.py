@@ -1,0 +1,112 @@
+"""A cancel in each state the source reaches, as QEMU's own migration test
+does it: the source waits for the MIGRATION event of that state and sends
+migrate_cancel at once.
+
+`cancel_state` (one per cfg variant):
+
+* setup, active, pre-switchover: with pause-before-switchover on both
+  hosts (the migration cannot complete before the cancel: it waits at
+  pre-switchover for a migrate-continue that never comes);
+* device: migrate-continue at pre-switchover, the cancel sent on the
+  `device` event (QEMU's test skips it as "happens too fast"; a large
+  downtime-limit and a busy dirtier leave RAM to send in that state);
+* postcopy-active: after the switch to postcopy.  QEMU's test does not
+  cancel there ("postcopy can't be cancelled"): the guest runs on the
+  destination already.  Where QEMU refuses the cancel, the scenario
+  proves that it did (its error) and that the migration completes with
+  the guest intact on the destination; where it accepts it, the verdict
+  names what became of both sides.
+
+For every state but postcopy-active: the source reports `cancelled`, the
+destination's incoming side ends (failed), the source guest runs on with
+every page of the memory dirtier intact, and a second migration of the
+same guest completes, verified on the destination (memory and disk).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from multihost_migration.errors import MigrationError, QMPCommandError
+from multihost_migration.migration import MigrationData
+from multihost_migration.params import Params
+from multihost_migration.qemu.env import Env
+from multihost_migration.qemu.vm import VM
+from multihost_migration.scenarios._cancel import CancelMigration
+from multihost_migration.scenarios._modern import passes_at_least, status_event, wait_status
+from multihost_migration.verdicts import TestFail
+
+log = logging.getLogger(__name__)
+
+POSTCOPY = "postcopy-active"
+
+
+class CancelStateMigration(CancelMigration):
+    def migrate_vms_src(self, mig_data: MigrationData) -> None:
+        state = str(mig_data.params.get("cancel_in") or "")
+        if not state:
+            super().migrate_vms_src(mig_data)
+            return
+        for vm in mig_data.vms:
+            self._cancel_in(vm, state, mig_data)
+
+    def _event(self, vm: VM, state: str, mark: int, timeout: float = 60.0) -> None:
+        if vm.wait_for_event(status_event({state}), mark, timeout) is None:
+            raise MigrationError(f"{vm.name}: no MIGRATION event {state!r} within "
+                                 f"{timeout:.0f} s (status {vm.query_migrate().get('status')})")
+
+    def _cancel_in(self, vm: VM, state: str, mig_data: MigrationData) -> None:
+        where = f"{vm.name} {mig_data.mig_id} {mig_data.src} -> {mig_data.dst}"
+        plan = mig_data.plan
+        vm.apply_migration_settings(plan.settings)
+        mark = vm.event_mark()
+        vm.migrate(plan.request(mig_data.vm_ports, wait=False, postcopy_after_passes=None))
+        if state == "device":
+            self._event(vm, "pre-switchover", mark)
+            mark = vm.event_mark()
+            vm.continue_migration()
+        elif state == POSTCOPY:
+            wait_status(vm, {"active"}, 60, until=passes_at_least(1))
+            mark = vm.event_mark()
+            vm.start_postcopy()
+        self._event(vm, state, mark)
+        try:
+            stats = vm.cancel_migration(wait=True, timeout=30)
+        except QMPCommandError as err:
+            if state != POSTCOPY:
+                raise
+            self._refused(vm, err, mig_data)
+            return
+        if stats.status != "cancelled":
+            raise TestFail(f"{where}: migrate_cancel on the {state!r} event left the "
+                           f"migration {stats.status!r}, expected 'cancelled'")
+        if state == POSTCOPY:
+            raise TestFail(f"{where}: QEMU accepted migrate_cancel in postcopy-active "
+                           f"(source now {vm.query_status()!r}): the guest, running on the "
+                           f"destination, is cut from its source's RAM")
+        self.outcomes[mig_data.mig_id] = f"cancelled on the {state!r} event"
+        log.info("%s: cancelled on the %r event; source QEMU reports %s", where, state,
+                 stats.status)
+
+    def _refused(self, vm: VM, err: QMPCommandError, mig_data: MigrationData) -> None:
+        """postcopy-active: QEMU refused the cancel; the migration must end."""
+        log.info("%s: QEMU refused migrate_cancel in postcopy-active: %s", vm.name, err)
+        self.outcomes[mig_data.mig_id] = f"cancel refused in postcopy-active: {err}"
+        vm.wait_for_migration(mig_data.plan.timeouts.migration)
+
+    def migration_scenario(self) -> None:
+        src, dst = self.hosts[0], self.hosts[1]
+        state = str(self.params.get("cancel_state"))
+        if state == POSTCOPY:
+            self.migrate_wait(self.vms, src, dst, self.start_work, self.check_work,
+                              params_append={"cancel_in": state, "last_round": "yes"})
+            return
+        self.migrate_wait(self.vms, src, dst, self.start_work, None, params_append={
+            "cancel_in": state, "expect_failure": "yes", "last_round": "no"})
+        self.migrate_wait(self.vms, src, dst, None, self.check_work,
+                          params_append={"last_round": "yes"})
+
+
+def run(test: Any, params: Params, env: Env) -> None:
+    CancelStateMigration(test, params, env).run()
