@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import queue
 import socket
 import stat
 import threading
@@ -134,6 +135,33 @@ class RemoteHost:
             self._client.close()
             self._client = None
 
+    def ping(self, timeout: float = 10.0) -> bool:
+        """Does the host's sshd answer a keepalive request within `timeout`?
+        (A frozen host keeps its TCP connection but answers nothing.)"""
+        transport = self._client.get_transport() if self._client is not None else None
+        if transport is None or not transport.is_active():
+            return False
+        answered = threading.Event()
+
+        def ask() -> None:
+            try:   # any reply (sshd refuses this request) is a sign of life
+                transport.global_request("keepalive@openssh.com", wait=True)
+                answered.set()
+            except (paramiko.SSHException, OSError, EOFError):
+                pass
+
+        threading.Thread(target=ask, name=f"ping-{self.name}", daemon=True).start()
+        return answered.wait(timeout)
+
+    def abandon(self) -> None:
+        """Drop the connection without a goodbye (an unresponsive host)."""
+        client, self._client = self._client, None
+        if client is not None:
+            transport = client.get_transport()
+            if transport is not None:
+                transport.sock.close()   # ends every wait on it
+            client.close()
+
     @property
     def client(self) -> paramiko.SSHClient:
         if self._client is None:
@@ -143,12 +171,14 @@ class RemoteHost:
     def run(self, command: str, timeout: float = 60.0, check: bool = True,
             on_line: Optional[Callable[[str], None]] = None,
             get_pty: bool = False,
-            cancel: Optional[threading.Event] = None) -> CommandResult:
+            cancel: Optional[threading.Event] = None,
+            outbox: Optional["queue.SimpleQueue[str]"] = None) -> CommandResult:
         """Run `command` with a deadline; on_line gets stdout lines as they arrive.
 
         With get_pty the remote command gets SIGHUP when the connection drops
         (stdout and stderr are then merged): the way to make sure a remote job
-        dies with its controller.
+        dies with its controller.  Lines put into `outbox` while it runs go to
+        its standard input.
         """
         start = time.monotonic()
         deadline = start + timeout
@@ -167,7 +197,7 @@ class RemoteHost:
             chan.exec_command(command)
             if not get_pty:
                 chan.shutdown_write()
-            out, err = _collect(chan, deadline, on_line, cancel)
+            out, err = _collect(chan, deadline, on_line, cancel, outbox=outbox)
             if cancel is not None and cancel.is_set() and not chan.exit_status_ready():
                 raise RemoteTimeout(f"{self.name}: interrupted command did not exit in time "
                                     f"(hung up on it): {command}")
@@ -284,7 +314,8 @@ class RemoteHost:
 def _collect(chan: paramiko.Channel, deadline: float,
              on_line: Optional[Callable[[str], None]],
              cancel: Optional[threading.Event] = None,
-             cancel_grace: float = 8.0) -> tuple[str, str]:
+             cancel_grace: float = 8.0,
+             outbox: Optional["queue.SimpleQueue[str]"] = None) -> tuple[str, str]:
     """Read a channel to its end or deadline.  When `cancel` is set, the
     remote command gets Ctrl-C (SIGINT, with a pty) and `cancel_grace`
     seconds to clean up and exit."""
@@ -302,6 +333,11 @@ def _collect(chan: paramiko.Channel, deadline: float,
             except (OSError, paramiko.SSHException):
                 break
             deadline = min(deadline, time.monotonic() + cancel_grace)
+        while outbox is not None and not outbox.empty():
+            try:
+                chan.sendall((outbox.get_nowait() + "\n").encode())
+            except (OSError, paramiko.SSHException, queue.Empty):
+                break
         got = False
         if chan.recv_ready():
             data = chan.recv(65536)

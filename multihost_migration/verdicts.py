@@ -98,6 +98,8 @@ def status_of(err: BaseException) -> str:
         return "ABORT"
     if isinstance(err, TestBaseException):
         return err.status
+    if getattr(err, "unresponsive", False):   # PeerFailed: a peer stopped answering
+        return "ERROR"
     if isinstance(err, _SETUP_ERRORS):
         return "ERROR"
     if isinstance(err, MigrationTestError):

@@ -30,6 +30,7 @@ from pathlib import Path
 from types import FrameType, ModuleType
 from typing import Any, Optional
 
+from multihost_migration.client.channel import hold_job_lock, start_relay_reader
 from multihost_migration.errors import ConfigError
 from multihost_migration.params import Params
 from multihost_migration.qemu.env import Env
@@ -178,4 +179,6 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"client: params file {args.params} not found", file=sys.stderr)
         return 2
     os.umask(0o022)
+    hold_job_lock(args.params.resolve().parent)   # this job's workdir: not to be swept
+    start_relay_reader()
     return run_job(args.params, args.resultsdir)

@@ -10,6 +10,11 @@ For every test dict the cfg selects, on a group of hosts:
    run `python -m multihost_migration.client`, stream its status lines;
 3. copy each host's result directory back, embed its status.log lines;
 4. the test's verdict is the worst of the hosts', with each host's reason.
+
+Meanwhile the controller is the relay of last resort (server/hostwatch.py):
+a host's failing verdict goes to the other hosts' client jobs at once, and a
+host that stops answering is declared unresponsive (ERROR) instead of being
+waited for until the test timeout.
 """
 
 from __future__ import annotations
@@ -24,16 +29,20 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from multihost_migration import relay
 from multihost_migration.errors import ConfigError, MigrationTestError, RemoteError
+from multihost_migration.imagespec import images_dir
 from multihost_migration.params import Params
 from multihost_migration.remote import CommandResult, RemoteHost, SshTarget
 from multihost_migration.report.progress import Progress
 from multihost_migration.results_format import (MIGRATIONS_FILE, PROGRESS_PREFIX,
                                                 STATUS_PREFIX, redact, source_records)
+from multihost_migration.server.hostwatch import (DEFAULT_UNRESPONSIVE_TIMEOUT, HostWatch, Relay,
+                                                  left_behind, sweep_stale_workdirs)
 from multihost_migration.server.install import make_workdir
 # The cfg selection lives in selection.py; these names stay importable from
 # here for the callers that still look for them here (server/cli.py).
@@ -57,6 +66,8 @@ class HostOutcome:
     reason: str = "client job did not report"
     status_lines: Optional[list[str]] = None
     duration: float = 0.0
+    left_behind: list[str] = field(default_factory=list)   # on an unresponsive host
+    swept: list[str] = field(default_factory=list)          # earlier jobs' leftovers removed
 
 
 def resolve(machine: str) -> str:
@@ -78,7 +89,6 @@ def host_params(test: dict[str, Any], hosts: Sequence[str], addresses: dict[str,
         params.update({
             "hosts": list(hosts), "hostid": host, "job_id": job_id,
             "sync_secret": secret, "sync_port": str(sync_port),
-            "sync_server": addresses[hosts[0]],
         })
         for h, addr in addresses.items():
             params[f"address_{h}"] = addr
@@ -102,6 +112,8 @@ class CfgTestRunner:
         self.cancel = cancel or threading.Event()
         self.progress = progress or Progress(sys.stdout, False)
         self.group = group
+        self._phases: dict[str, str] = {}          # host -> its last phase, for verdicts
+        self._relay = Relay(self.hosts)            # replaced per test
 
     def run(self, test: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
         """Run one test dict on all hosts; returns (status, reason, summary)."""
@@ -115,6 +127,7 @@ class CfgTestRunner:
         (testdir / "params.json").write_text(json.dumps(
             {h: redact(dict(p)) for h, p in params.items()}, indent=1, sort_keys=True))
         timeout = float(test.get("test_timeout") or DEFAULT_TEST_TIMEOUT)
+        self._relay = Relay(self.hosts)
         outcomes = {h: HostOutcome(h) for h in self.hosts}
         threads = [threading.Thread(target=self._run_host, name=f"client-{h}", daemon=True,
                                     args=(h, params[h], testdir / h, timeout, outcomes[h]))
@@ -151,7 +164,10 @@ class CfgTestRunner:
         summary = {"name": name, "hosts": self.hosts, "status": verdict, "reason": reason,
                    "duration": round(time.monotonic() - start, 3),
                    "logdir": str(testdir), "params": redact(dict(Params(test))),
-                   "host_results": {h: {"status": o.status, "reason": o.reason}
+                   "host_results": {h: {"status": o.status, "reason": o.reason,
+                                        **({"left_behind": o.left_behind} if o.left_behind
+                                           else {}),
+                                        **({"swept": o.swept} if o.swept else {})}
                                     for h, o in outcomes.items()},
                    "migrations": _migrations(testdir, self.hosts)}
         return verdict, reason, summary
@@ -174,6 +190,7 @@ class CfgTestRunner:
     def _on_progress(self, host: str, text: str) -> None:
         """`phase<TAB>detail` or `migrating<TAB>vm<TAB>percent<TAB>mbps`."""
         fields = text.split("\t")
+        self._phases[host] = " ".join(fields)
         try:
             if fields[0] == "migrating" and len(fields) == 4:
                 mbps = float(fields[3]) if fields[3] else None
@@ -187,42 +204,81 @@ class CfgTestRunner:
                     outcome: HostOutcome) -> None:
         localdir.mkdir(parents=True, exist_ok=True)
         with RemoteHost(self.targets[host]) as remote:
+            outcome.swept = sweep_stale_workdirs(remote, host)
             # Per host: in the lab all hosts share one PID space, and the leftover
             # sweep below must only ever match this host's processes.  Fresh and
             # private (mktemp -d, 0700): never a directory someone made before.
             workdir = make_workdir(remote, f"mhm-{params['job_id']}-{host}")
-            remote_results = f"{workdir}/results"
             params = _upload_params(remote, params, workdir)
             lines: list[str] = []
-            console = open(localdir / "client.console.log", "w")
-
-            def on_line(line: str) -> None:
-                console.write(line + "\n")
-                console.flush()
-                if line.startswith(STATUS_PREFIX):
-                    lines.append(line[len(STATUS_PREFIX):])
-                elif line.startswith(PROGRESS_PREFIX):
-                    self._on_progress(host, line[len(PROGRESS_PREFIX):])
-                elif self.verbose:
-                    self.progress.message(f"[{host}] {line}")
-
-            cmd = (f"cd {shlex.quote(workdir)} && exec {shlex.quote(self.remote_python)} -m "
-                   f"multihost_migration.client --params params.json "
-                   f"--resultsdir {shlex.quote(remote_results)}")
+            watch = HostWatch(host, remote, params.get_float(
+                "host_unresponsive_timeout", DEFAULT_UNRESPONSIVE_TIMEOUT),
+                on_unresponsive=lambda why: self._unresponsive(host, remote, why),
+                phase=lambda: self._phases.get(host, "starting"))
+            result: Optional[CommandResult] = None
             try:
-                result = remote.run(cmd, timeout=timeout, check=False, on_line=on_line,
-                                    get_pty=True, cancel=self.cancel)
+                with watch:
+                    result = self._client_job(remote, host, workdir, timeout, localdir,
+                                              lines, watch)
+            except Exception:
+                if watch.declared is None:
+                    raise        # else: the connection was dropped on purpose
             finally:
-                console.close()
-                try:
-                    remote.get_tree(remote_results, localdir)
-                except (OSError, RemoteError) as err:
-                    log.warning("%s: could not copy results back: %s", host, err)
-                _kill_leftovers(remote, host, workdir)
-                if host == self.hosts[0]:
-                    _sweep_shared_storage(remote, params)
-                remote.run(f"rm -rf {shlex.quote(workdir)}", timeout=60, check=False)
+                if watch.declared is None:
+                    self._clean_host(remote, host, params, workdir, localdir)
+        if watch.declared is not None or result is None:
+            outcome.status = "ERROR"
+            outcome.reason = watch.declared or "client job did not report"
+            outcome.left_behind = left_behind(host, workdir)
+            (localdir / "LEFT_BEHIND.txt").write_text("\n".join(outcome.left_behind) + "\n")
+            return
         _judge(host, localdir, lines, result, outcome)
+
+    def _client_job(self, remote: RemoteHost, host: str, workdir: str, timeout: float,
+                    localdir: Path, lines: list[str], watch: HostWatch) -> CommandResult:
+        """Run the client job, streaming its status and progress lines; its
+        failing verdict is relayed to the other hosts as it arrives."""
+        console = open(localdir / "client.console.log", "w")
+
+        def on_line(line: str) -> None:
+            watch.sign_of_life()
+            console.write(line + "\n")
+            console.flush()
+            if line.startswith(STATUS_PREFIX):
+                lines.append(line[len(STATUS_PREFIX):])
+                self._relay.watch_line(host, line[len(STATUS_PREFIX):])
+            elif line.startswith(PROGRESS_PREFIX):
+                self._on_progress(host, line[len(PROGRESS_PREFIX):])
+            elif self.verbose:
+                self.progress.message(f"[{host}] {line}")
+
+        cmd = (f"cd {shlex.quote(workdir)} && exec {shlex.quote(self.remote_python)} -m "
+               f"multihost_migration.client --params params.json "
+               f"--resultsdir {shlex.quote(workdir + '/results')}")
+        try:
+            return remote.run(cmd, timeout=timeout, check=False, on_line=on_line,
+                              get_pty=True, cancel=self.cancel,
+                              outbox=self._relay.outboxes[host])
+        finally:
+            console.close()
+
+    def _unresponsive(self, host: str, remote: RemoteHost, why: str) -> None:
+        """HostWatch: tell the other hosts, then drop the host's connection."""
+        self._relay.report(relay.PeerReport("unresponsive", host, "ERROR", why))
+        self.progress.message(f"ERROR  {why}")
+        remote.abandon()
+
+    def _clean_host(self, remote: RemoteHost, host: str, params: Params, workdir: str,
+                    localdir: Path) -> None:
+        """The job's results back, then nothing of it left on the host."""
+        try:
+            remote.get_tree(f"{workdir}/results", localdir)
+        except (OSError, RemoteError) as err:
+            log.warning("%s: could not copy results back: %s", host, err)
+        _kill_leftovers(remote, host, workdir)
+        if host == self.hosts[0]:
+            _sweep_shared_storage(remote, params)
+        remote.run(f"rm -rf {shlex.quote(workdir)}", timeout=60, check=False)
 
 
 def _judge(host: str, localdir: Path, lines: list[str], result: CommandResult,
@@ -279,7 +335,7 @@ def _kill_leftovers(remote: RemoteHost, host: str, workdir: str) -> None:
 def _sweep_shared_storage(remote: RemoteHost, params: Params) -> None:
     """Master host: what a killed job left on shared storage (its disks and
     TLS credentials carry the job id in their names)."""
-    images = shlex.quote(str(params.get("images_base_dir", "/var/lib/virt_test/images")))
+    images = shlex.quote(images_dir(params))
     job = str(params["job_id"])
     if not job.replace(".", "").replace("-", "").replace("_", "").isalnum():
         return  # never glob with an unexpected id

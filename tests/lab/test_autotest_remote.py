@@ -176,4 +176,8 @@ def test_destination_qemu_killed_before_migration_is_a_fail(guest_lab: Inventory
     verdict = [e for e in entries if e.subdir == TEST and e.status in ("GOOD", "FAIL", "ERROR")]
     assert verdict and verdict[0].status == "FAIL", verdict
     assert "h2" in verdict[0].reason
+    # the host whose QEMU died says so, with the signal (root cause first)
+    h2 = [e for e in entries if e.subdir == f"{TEST}/h2" and e.status == "FAIL"]
+    assert h2 and "killed by signal 9 (SIGKILL)" in h2[0].reason, h2
+    assert h2[0].reason.startswith("QEMU of vm1"), h2[0].reason
     assert elapsed < 60, f"took {elapsed:.0f} s"

@@ -76,3 +76,63 @@ def test_interrupt_ends_connecting_to_an_unreachable_server() -> None:
         waiting.barrier("ready", timeout=30)
     assert time.monotonic() - start < 5
     assert str(err) == "stopped because h1 became unresponsive: gone"
+
+
+def test_reader_delivers_the_lines_of_its_stream() -> None:
+    import os
+    from multihost_migration.client.channel import start_relay_reader
+    got: list[relay.PeerReport] = []
+    relay.listen(got.append)
+    rfd, wfd = os.pipe()
+    with os.fdopen(rfd) as reader, os.fdopen(wfd, "w") as writer:
+        thread = start_relay_reader(reader)
+        writer.write("some echo\n" + relay.PeerReport("failed", "h1", "FAIL", "x").encode() + "\n")
+        writer.close()
+        thread.join(5)
+    assert got == [relay.PeerReport("failed", "h1", "FAIL", "x")]
+
+
+RELAY_PROBE = '''
+import time
+from multihost_migration import relay
+from multihost_migration.verdicts import TestFail
+
+
+def run(test, params, env):
+    got = []
+    relay.listen(got.append)
+    print("PROBE-READY", flush=True)
+    deadline = time.monotonic() + 20
+    while not got and time.monotonic() < deadline:
+        time.sleep(0.05)
+    raise TestFail(got[0].describe() if got else "no report")
+'''
+
+
+def test_the_client_job_hears_the_controller_on_its_stdin(tmp_path: "Path") -> None:
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+    from multihost_migration.status import parse
+    (tmp_path / "relay_probe.py").write_text(RELAY_PROBE)
+    (tmp_path / "params.json").write_text(json.dumps({
+        "shortname": "probe", "type": "relay_probe", "hostid": "h2",
+        "scenario_dirs": str(tmp_path)}))
+    proc = subprocess.Popen([sys.executable, "-m", "multihost_migration.client", "--params",
+                             str(tmp_path / "params.json"), "--resultsdir", str(tmp_path / "r")],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        while "PROBE-READY" not in proc.stdout.readline():
+            pass
+        proc.stdin.write(relay.PeerReport("failed", "h1", "FAIL", "QEMU killed").encode() + "\n")
+        proc.stdin.flush()
+        proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait(10)
+    fails = [e for e in parse((Path(tmp_path) / "r" / "status.log").read_text())
+             if e.status == "FAIL"]
+    assert fails and fails[0].reason == "stopped because h1 failed: QEMU killed"
+    assert (tmp_path / "lock").exists()
