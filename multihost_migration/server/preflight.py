@@ -308,17 +308,24 @@ class Preflight:
         return "; ".join(reasons) or None
 
     def pair_params(self, test: Mapping[str, Any]) -> dict[str, str]:
-        """The params that give `test` what every host's QEMU has
-        (`qemu_pair_features`, read by MigrationPlan.supports); none when
-        the test declares no features."""
+        """The params that tell `test` what its hosts' QEMUs are: each one's
+        version, in host order (`qemu_pair_versions`, for the known-defect
+        rules of the scenarios) and, when it declares features, what every
+        host's QEMU has (`qemu_pair_features`, MigrationPlan.supports)."""
         from multihost_migration.qemu import features as qemu_features
+        out = {}
+        index = next((i for i, t in enumerate(self.tests) if t is test), None)
+        infos = self._test_qemu(index) if index is not None else {}
+        if len(infos) == len(self.targets):
+            out["qemu_pair_versions"] = " ".join(infos[h].version for h in self.targets)
         found = list(self._test_features(test).values())
         if not qemu_features.needed(test) or len(found) < len(self.targets):
-            return {}
+            return out
         common = found[0]
         for other in found[1:]:
             common = common & other
-        return {qemu_features.PAIR_PARAM: common.to_param()}
+        out[qemu_features.PAIR_PARAM] = common.to_param()
+        return out
 
     def _test_qemu(self, index: int) -> dict[str, QemuInfo]:
         """host -> the QEMU it runs in test `index` (hosts whose binary ran)."""
