@@ -11,7 +11,16 @@ Inputs, each parsed and expanded by both parsers in the same run:
   a backend's tests-shared.cfg includes them, with `only` filters;
 * product: a large generated product of variants (7 blocks, a base of
   300 keys, conditional blocks, only/no, named variants, substitutions,
-  a ``?=``): 19,800 dicts.
+  a ``?=``): 19,800 dicts;
+* real tree (--real-tree quick|full): the qemu backend's tests.cfg over
+  the shipped base/machines/guest-os/guest-hw cfg, as avocado-vt's
+  bootstrap assembles them, with a GENERATED subtests.cfg of tp-qemu's
+  size and shape (44,000 lines: some 2,000 tests with dependencies,
+  keys, ``+=``/``?=``, ``${...}``, conditional blocks on guest and
+  hardware names, only/no filters, nested variants; no tp-qemu text),
+  under the issue's filters: a JeOS quick filter, a RHEL migration filter
+  (full: about 195,000 dicts, the reference takes over 10 minutes: run
+  it niced, once) and filters that select nothing.
 
 Prints, per input, the dict count and each parser's time (best of
 --repeat runs, parse and expansion together) and the ratio.  Times are
@@ -25,13 +34,14 @@ order); a difference makes the exit status 1.  Needs the test extra
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import os
 import random
 import sys
 import tempfile
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Optional
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
@@ -112,6 +122,101 @@ def product_text(blocks: tuple[int, ...] = (4, 6, 5, 5, 4, 3, 3),
     return "\n".join(lines) + "\n"
 
 
+# -- a real-tree-shaped subtests.cfg (generated, tp-qemu's size and shape) -----
+
+WORDS = ("alpha bravo cobalt delta ember falcon garnet harbor indigo jasper kestrel lumen "
+         "meadow nimbus onyx pylon quartz raven sable tundra umber vortex willow xenon yarrow "
+         "zephyr anvil beacon cinder dune").split()
+GUEST_CONDS = ("Windows", "Linux", "RHEL.8", "RHEL.9", "RHEL.7", "Win2019", "Win10", "i386",
+               "x86_64", "JeOS", "q35", "i440fx", "virtio_scsi", "ide", "Host_ubuntu",
+               "ppc64le", "s390x", "aarch64", "RHEL.8.x86_64", "Win2022.x86_64")
+FILTERS = ("only Linux", "no Windows", "no RHEL.6", "no i386", "only x86_64",
+           "no s390x ppc64 ppc64le", "only q35", "no ide", "no Win2008", "only RHEL",
+           "no JeOS", "only virtio_blk virtio_scsi", "no Host_RHEL.m6", "only Windows")
+DEPS = "install setup image_copy unattended_install.cdrom"
+
+
+def subtests_text(lines_target: int = 44000, seed: int = 21,
+                  migrate_shape: tuple[int, ...] = (5, 6, 4)) -> str:
+    rng = random.Random(seed)
+    out = ["variants:"]
+    names: set[str] = set()
+    # the migration test: a product the RHEL migration workload selects
+    out += [f"    - migrate: {DEPS}", "        virt_test_type = qemu", "        type = migration",
+            "        migration_test_command = help", "        kill_vm_on_error = yes"]
+    out += ["        Windows:", "            migration_test_command = ver && vol"]
+    indent = "        "
+    for level, width in enumerate(migrate_shape):
+        out.append(f"{indent}variants:")
+        for e in range(width):
+            name = f"m{level}_{WORDS[(e * 7 + level) % len(WORDS)]}"
+            out.append(f"{indent}    - {'@' if e == 0 else ''}{name}:")
+            out.append(f"{indent}        mig_key_{level} = {name}")
+            out.append(f"{indent}        migration_protocol_{level} += \" {name}\"")
+            if level == 0 and e == 1:
+                out.append(f"{indent}        no Windows")
+        indent += "        "
+    while len(out) < lines_target:
+        name = f"{rng.choice(WORDS)}_{rng.choice(WORDS)}"
+        if name in names:
+            name += f"_{len(names)}"
+        names.add(name)
+        out.append(f"    - {name}: {DEPS}" if rng.random() < 0.8 else f"    - {name}:")
+        out.append("        virt_test_type = qemu")
+        out.append(f"        type = {name}")
+        for k in range(rng.randint(3, 18)):
+            op = rng.choice(("=", "=", "=", "+=", "?=")) if k else "="
+            out.append(f"        {name}_p{k} {op} value_{rng.randint(0, 999)} ${{main_vm}}"
+                       if rng.random() < 0.1 else f"        {name}_p{k} {op} v{rng.randint(0, 99)}")
+        if rng.random() < 0.45:
+            out.append(f"        {rng.choice(FILTERS)}")
+        for _ in range(rng.choice((0, 0, 1, 1, 2, 3))):
+            out.append(f"        {rng.choice(GUEST_CONDS)}:")
+            for k in range(rng.randint(1, 4)):
+                out.append(f"            {name}_c{k} = w{rng.randint(0, 9)}")
+        if rng.random() < 0.55:
+            _variants(out, rng, name, "        ", 0)
+    return "\n".join(out) + "\n"
+
+
+def _variants(out: list[str], rng: random.Random, name: str, indent: str, depth: int) -> None:
+    out.append(f"{indent}variants:")
+    width = rng.choice((2, 2, 3, 3, 4, 5, 6, 8)) if depth == 0 else rng.choice((2, 2, 3, 4))
+    for e in range(width):
+        sub = f"{rng.choice(WORDS)}{e}"
+        out.append(f"{indent}    - {'@' if e == 0 and rng.random() < 0.2 else ''}{sub}:")
+        for k in range(rng.randint(1, 7)):
+            out.append(f"{indent}        {name}_{sub}_k{k} = x{rng.randint(0, 99)}")
+        if rng.random() < 0.15:
+            out.append(f"{indent}        {rng.choice(FILTERS)}")
+        if rng.random() < 0.15:
+            out.append(f"{indent}        {rng.choice(GUEST_CONDS)}:")
+            out.append(f"{indent}            {name}_{sub}_cond = yes")
+        if depth == 0 and rng.random() < 0.2:
+            _variants(out, rng, name, indent + "        ", 1)
+
+
+HW_QUICK = ["only qcow2", "only virtio_blk", "only virtio_net", "only smp2", "only i440fx"]
+REAL_TREE = [
+    # (label, filters): the filters go after tests.cfg (`only qemu_kvm_jeos_quick`)
+    ("real tree: JeOS quick", ["only JeOS.27", *HW_QUICK]),
+    ("real tree: RHEL migration", ["only RHEL", "only qcow2", "only virtio_net", "only smp2",
+                                   "only migrate"]),
+    ("real tree: select nothing", ["only no_such_test"]),
+    ("real tree: nothing (2)", ["only JeOS.27", "no JeOS"]),
+]
+
+
+def real_tree(directory: str, filters: list[str], full: bool) -> str:
+    """The qemu backend's tests.cfg over the shipped cfg, the generated
+    subtests.cfg, then `filters`; the top file's path."""
+    from tests.unit.cartesian_shipped import backend_tree
+    top = backend_tree(directory, "qemu", filters)
+    with open(os.path.join(directory, "subtests.cfg"), "w", encoding="utf-8") as fh:
+        fh.write(subtests_text(migrate_shape=(5, 6, 4, 5, 5) if full else (5, 6, 4)))
+    return top
+
+
 def _dicts(factory: Callable[[], Any], path: str) -> Iterator[dict[str, Any]]:
     parser = factory()
     parser.parse_file(path)
@@ -134,16 +239,19 @@ def _norm(value: Any) -> Any:
     return value
 
 
-def same(path: str, ours: Callable[[], Any], ref: Callable[[], Any]) -> bool:
-    """Both parsers' dicts are identical (keys and values in order)."""
+def same(path: str, ours: Callable[[], Any], ref: Callable[[], Any],
+         limit: Optional[int] = None) -> bool:
+    """Both parsers' dicts are identical (keys and values in order); with
+    `limit`, the first `limit` dicts."""
     sentinel = object()
     it1, it2 = _dicts(ours, path), _dicts(ref, path)
-    while True:
+    for _ in itertools.count() if limit is None else range(limit):
         d1, d2 = next(it1, sentinel), next(it2, sentinel)
         if d1 is sentinel or d2 is sentinel:
             return d1 is d2
         if _norm(d1) != _norm(d2):
             return False
+    return True
 
 
 def main() -> int:
@@ -156,6 +264,10 @@ def main() -> int:
                     help="runs per parser and input; the best is shown")
     ap.add_argument("--quick", action="store_true",
                     help="a smaller product (for a smoke test)")
+    ap.add_argument("--real-tree", choices=("off", "quick", "full"), default="quick",
+                    help="the real-tree-shaped workloads (full: the 195,000-dict RHEL "
+                         "migration filter, >10 min of CPU for the reference)")
+    ap.add_argument("--only", default="", help="only the inputs whose label has this")
     args = ap.parse_args()
     failed = False
     rows = []
@@ -178,14 +290,23 @@ def main() -> int:
             fh.write(product_text((3, 4, 3, 3, 2, 2, 2) if args.quick
                                   else (4, 6, 5, 5, 4, 3, 3)))
         inputs.append(("large generated product", product))
+        if args.real_tree != "off":
+            for number, (label, filters) in enumerate(REAL_TREE):
+                directory = os.path.join(tmp, f"real{number}")
+                os.mkdir(directory)
+                inputs.append((label, real_tree(directory, filters, args.real_tree == "full")))
         for label, path in inputs:
-            ok = same(path, Parser, cartesian_config.Parser)
+            if args.only not in label:
+                continue
+            big = label.startswith("real tree: RHEL") and args.real_tree == "full"
+            ok = same(path, Parser, cartesian_config.Parser, 2000 if big else None)
             failed = failed or not ok
-            ours, n_ours = timed(Parser, path, args.repeat)
-            ref, n_ref = timed(cartesian_config.Parser, path, args.repeat)
+            repeat = 1 if big else args.repeat
+            ours, n_ours = timed(Parser, path, repeat)
+            ref, n_ref = timed(cartesian_config.Parser, path, repeat)
             rows.append((label, n_ours, ours, ref, ref / ours,
                          "" if ok and n_ours == n_ref else "  DIFFERENT DICTS"))
-            print(f"{label:26} {n_ours:>7} dicts  ours {ours:8.3f} s  "
+            print(f"{label:28} {n_ours:>7} dicts  ours {ours:8.3f} s  "
                   f"reference {ref:8.3f} s  ratio {ref / ours:6.1f}x{rows[-1][5]}",
                   flush=True)
     return 1 if failed else 0

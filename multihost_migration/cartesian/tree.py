@@ -21,6 +21,7 @@ How it is made fast:
 
 from __future__ import annotations
 
+import bisect
 from typing import AbstractSet, Any, Iterator, Optional, Sequence, Union
 
 from multihost_migration.cartesian import ops
@@ -142,21 +143,52 @@ def finish(root: Node, options: Options) -> Prepared:
                     reads_maps)
 
 
+_REGEX_META = frozenset(".^$*+?{}[]\\|()")
+
+
+class _KeyIndex:
+    """The keys a ``?=`` expression can match, found without trying the
+    expression on every key of a large tree: a literal key matches itself
+    only; otherwise only the keys that start with the expression's literal
+    prefix are tried (a sorted list, bisected)."""
+
+    def __init__(self, universe: frozenset[str]) -> None:
+        self.universe = universe
+        self.sorted = sorted(universe)
+
+    def candidates(self, expression: str) -> Sequence[str]:
+        cut = next((i for i, c in enumerate(expression) if c in _REGEX_META), None)
+        if cut is None:
+            return (expression,) if expression in self.universe else ()
+        if expression[cut] in "?*{" and cut > 0:
+            cut -= 1        # the character before is optional or repeated
+        prefix = expression[:cut]
+        if not prefix or "|" in expression:     # an alternation: any start
+            return self.sorted
+        start = bisect.bisect_left(self.sorted, prefix)
+        end = bisect.bisect_left(self.sorted, prefix[:-1] + chr(ord(prefix[-1]) + 1))
+        return self.sorted[start:end]
+
+
 def _set_targets(root: Node, universe: frozenset[str]) -> None:
     """For each ``?=``-style assignment: the keys of `universe` (every
     plain key the tree can set) its expression matches."""
     cache: dict[str, Optional[tuple[str, ...]]] = {}
+    index = _KeyIndex(universe)
 
     def items(seq: Sequence[Item]) -> None:
         for item in seq:
             if isinstance(item, Assign) and item.op.startswith("?"):
+                if item.key not in cache and _REGEX_META.isdisjoint(item.key):
+                    cache[item.key] = tuple(index.candidates(item.key))  # literal: itself
                 if item.key not in cache:
                     try:
                         match = ops.key_regex(item.key).match
                     except ConfigSyntaxError:
                         cache[item.key] = None      # fails when applied
                     else:
-                        cache[item.key] = tuple(k for k in universe if match(k))
+                        cache[item.key] = tuple(k for k in index.candidates(item.key)
+                                                if match(k))
                 item.targets = cache[item.key]
             elif isinstance(item, Cond):
                 items(item.body)
