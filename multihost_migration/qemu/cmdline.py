@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Mapping, Optional
 
 from .config import DiskConfig, VMConfig
+from .netdev import nic_args
 
 
 @dataclass(frozen=True)
@@ -101,12 +102,17 @@ def build_command(config: VMConfig, paths: RunPaths, incoming: Optional[str] = N
         args += ["-kernel", str(config.kernel)]
         if config.initrd is not None:
             args += ["-initrd", str(config.initrd)]
-        if config.kernel_params:
-            args += ["-append", config.kernel_params]
+        append = config.kernel_params
+        if config.nic is not None and config.nic.kernel_ip:
+            append = f"{append} {config.nic.kernel_param}".strip()
+        if append:
+            args += ["-append", append]
     if any(d.device == "scsi-hd" for d in config.disks):
         args += ["-device", "virtio-scsi-pci,id=scsi0"]
     for disk in config.disks:
         args += _disk_args(disk, caches.get(disk.name, disk.cache))
+    if config.nic is not None:
+        args += nic_args(config.nic)
     if config.tls is not None:
         args += config.tls.object_args()
     if incoming is not None:

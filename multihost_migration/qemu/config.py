@@ -21,6 +21,8 @@ Params keys understood (all plain strings, already resolved for the VM):
                      qemu/heartbeat.py); extra `serials` follow it (ttyS2...)
     migration_tls    x509 | psk (default off), with migration_tls_dir,
                      migration_tls_hostname, migration_tls_psk_username (see tls.py)
+    guest_network    yes: a NIC on the host's guest segment, with nic_model,
+                     vhost, nic_queues ... (see netdev.py)
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from typing import Any, Mapping, Optional
 from ..errors import ConfigError
 from ..imagespec import image_specs
 from ..params import parse_bool
+from .netdev import NicConfig
 from .tls import TLSConfig
 
 ACCELS = ("tcg", "kvm", "kvm:tcg", "tcg:kvm")
@@ -79,6 +82,7 @@ class VMConfig:
     login: LoginConfig = field(default_factory=LoginConfig)
     heartbeat: bool = False
     tls: Optional[TLSConfig] = None
+    nic: Optional[NicConfig] = None
 
     @classmethod
     def from_params(cls, name: str, params: Mapping[str, Any]) -> "VMConfig":
@@ -113,6 +117,7 @@ class VMConfig:
             ),
             heartbeat=parse_bool(get("heartbeat", "no"), f"{name}: heartbeat"),
             tls=TLSConfig.from_params(name, params),
+            nic=NicConfig.from_params(name, params),
         )
 
 
