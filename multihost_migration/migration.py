@@ -41,6 +41,7 @@ from multihost_migration.abort_watch import AbortWatch
 from multihost_migration.errors import (ConfigError, MigrationError, PeerFailed, SyncAborted,
                                         SyncError, VMDiedError)
 from multihost_migration.imagespec import ImageSpec
+from multihost_migration.netcheck import NetworkCheckError, NetworkChecks
 from multihost_migration.params import Params
 from multihost_migration.plan import MigrationPlan, TLSPlan, vm_params, vm_plans
 from multihost_migration.poller import Poller
@@ -592,6 +593,9 @@ class MultihostMigration:
         session = self._sync_session(mig_data.mig_id, [mig_data.src, mig_data.dst])
         timeouts = mig_data.plan.timeouts
         timeout = timeouts.sync
+        # Guests with a NIC: their network measured from outside (netcheck/).
+        net = NetworkChecks.for_vms([(vm.name, vm.params) for vm in mig_data.plan.vms])
+        found = None
         try:
             self.before_migration(mig_data)
             if mig_data.is_dst():
@@ -602,9 +606,13 @@ class MultihostMigration:
                 self.prepare_vms(mig_data)
                 if start_work is not None:
                     start_work(mig_data)
+                if net is not None:
+                    net.start()
                 ports = session.sync(None, timeout=timeouts.work + timeout, tag="ports")
                 mig_data.vm_ports = {k: int(v) for k, v in ports[mig_data.dst].items()}
                 self.migrate_vms_src(mig_data)
+                if net is not None:
+                    net.switched()
                 mig_data.stats = {vm.name: (vm.last_migration or vm.migration_stats()).as_dict()
                                   for vm in mig_data.vms}
             else:
@@ -620,11 +628,19 @@ class MultihostMigration:
             progress.info("checking\t%s", mig_data.mig_id)
             if mig_data.is_src():
                 self.check_vms_src(mig_data)
+                if net is not None:
+                    net.finish()
             else:
                 self.check_vms_dst(mig_data)
+                if net is not None:
+                    found = net.check_destination(self.hostid)
                 if check_work is not None:
                     check_work(mig_data)
-            session.barrier("checked", timeout=timeouts.work + timeout)
+            checked = session.sync(found, timeout=timeouts.work + timeout, tag="checked")
+            if net is not None and mig_data.is_src():
+                problems = net.record(mig_data.stats, mig_data.dst, checked.get(mig_data.dst))
+                if problems:
+                    raise NetworkCheckError("; ".join(problems))
             self.post_migration(mig_data)
         except SyncAborted as peer:
             self._local_root_cause(peer)
@@ -636,6 +652,8 @@ class MultihostMigration:
             self._watch.abort(reason)
             raise
         finally:
+            if net is not None:
+                net.close()
             session.close()
 
     # -- the test ---------------------------------------------------------------

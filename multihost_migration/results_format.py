@@ -16,7 +16,10 @@ it, QEMU, QMP or console code).  Pure: standard library only.
       {"id": "mig1", "src": "h1", "dst": "h2", "vms": ["vm1"],
        "role": "src" | "dst" | "none",
        "stats": {"vm1": {<qemu/stats.py MigrationStats.as_dict()>,
-                         "evidence": {...} (data-path scenarios)}}}
+                         "evidence": {...} (data-path scenarios),
+                         "network": {...} (guests with a NIC, netcheck/:
+                            longest_gap_ms, lost, sent, tcp_alive_after,
+                            first_reply_after_mark_ms, fdb: {...})}}}
 
   The controller copies the source's records of every migration into
   results.json (`tests[].migrations`), where the report reads them back.
@@ -77,6 +80,12 @@ class MigrationRecord:
                    vms=tuple(str(v) for v in vms) if isinstance(vms, (list, tuple)) else (),
                    role=_str(raw.get("role"), ""),
                    stats=stats if isinstance(stats, dict) else {})
+
+    @property
+    def network(self) -> dict[str, Mapping[str, Any]]:
+        """Each VM's network checks (optional: VMs with a NIC only)."""
+        return {vm: st["network"] for vm, st in self.stats.items()
+                if isinstance(st, dict) and isinstance(st.get("network"), dict)}
 
     @property
     def order(self) -> tuple[int, str]:

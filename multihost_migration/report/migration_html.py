@@ -71,17 +71,24 @@ def downtime_chart(mig: Migration, st: VMStats) -> str:
     if st.guest_downtime_ms is not None:
         out += hbar("guest-downtime", f"{st.vm} {mig.id}: downtime seen by the guest",
                     st.guest_downtime_ms, None, "ms", marker)
+    if st.network_downtime_ms is not None:
+        out += hbar("network-downtime", f"{st.vm} {mig.id}: network downtime (from the "
+                    f"client, {_n(st.network_lost)} lost)", st.network_downtime_ms, None,
+                    "ms", marker)
     return out
 
 
 def stats_table(mig: Migration) -> str:
-    head = ("VM", "status", "total time", "downtime", "limit", "guest downtime", "setup",
+    head = ("VM", "status", "total time", "downtime", "limit", "guest downtime",
+            "network downtime", "lost", "TCP", "setup",
             "transferred", "RAM", "throughput", "dirty syncs", "throttle", "passes",
             "bad pages", "error")
     rows = []
     for st in mig.stats:
         cells = (st.vm, st.status, _ms(st.total_time_ms), _ms(st.downtime_ms),
                  _ms(st.downtime_limit_ms), _ms(st.guest_downtime_ms),
+                 _ms(st.network_downtime_ms), _n(st.network_lost),
+                 {True: "kept", False: "LOST", None: ""}[st.tcp_continuity],
                  _ms(st.setup_time_ms), _mib(st.transferred), _mib(st.total),
                  _n(st.throughput_mbps, " Mbit/s"), _n(st.dirty_sync_count),
                  _n(st.cpu_throttle_percentage, " %"), _n(st.passes), _n(st.bad_pages),

@@ -84,6 +84,10 @@ class VMStats:
     guest_downtime_ms: Optional[float] = None
     bad_pages: Optional[float] = None
     passes: Optional[float] = None
+    #: the guest network, measured from the client (stats[vm]["network"])
+    network_downtime_ms: Optional[float] = None
+    network_lost: Optional[float] = None
+    tcp_continuity: Optional[bool] = None
 
     @classmethod
     def from_json(cls, vm: str, raw: Mapping[str, Any]) -> "VMStats":
@@ -95,7 +99,13 @@ class VMStats:
             "cpu_throttle_percentage", "downtime_limit_ms", "guest_downtime_ms",
             "bad_pages", "passes")}
         error = raw.get("error_desc")
+        found = raw.get("network")
+        net: Mapping[str, Any] = found if isinstance(found, dict) else {}
+        tcp = net.get("tcp_alive_after")
         return cls(vm=vm, status=_str(raw.get("status"), "unknown"),
+                   network_downtime_ms=_num(net.get("longest_gap_ms")),
+                   network_lost=_num(net.get("lost")),
+                   tcp_continuity=tcp if isinstance(tcp, bool) else None,
                    error_desc=str(error) if error is not None else None,
                    samples=tuple(sorted((s for s in samples if s is not None),
                                         key=lambda s: s.t_ms)),

@@ -39,7 +39,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
               "imagespec")),
     ("transport, parsers, report writers", ("cartesian", "sync", "remote", "status",
                                             "report", "abort_watch")),
-    ("qemu, guest, storage", ("qemu", "guest", "storage")),
+    ("qemu, guest, storage", ("qemu", "guest", "storage", "netcheck")),
     ("migration", ("plan", "migration", "virt_utils", "rootcause")),
     ("scenarios", ("scenarios",)),
     ("client | server", ("client", "server")),

@@ -1,0 +1,169 @@
+"""Login and file copy over the guest's network, the serial console as fallback.
+
+avocado-vt's `wait_for_login` logs in over the network by default; here the
+guest runs busybox telnetd (port 23, started at boot when it has an address,
+see lab/guest_initramfs.py), chosen over a small SSH server because the
+guest's busybox has it and the lab's segment never leaves the machine: a
+password in clear on a network namespace nobody else sees.  A real guest
+with sshd needs a different `NetworkSession.open` (the same shell protocol
+runs over it).
+
+    session = login(vm, timeout=60)             # network, else serial console
+    copy_files_to(session, vm, "local.bin", "/tmp/remote.bin")
+    copy_files_from(session, vm, "/tmp/remote.bin", "back.bin")
+
+File copy: the guest's busybox `nc -l` takes (or serves) one TCP connection
+on a port of the guest's; the host sends (or reads) the bytes; the copy is
+checked with md5sum on both ends.  The host reaches the guest through its
+bridge's address on the segment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import shlex
+import socket
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Union
+
+import aexpect
+
+from ..errors import GuestError, LoginError
+from .console import ConsoleSession, _ensure_helper_on_path
+
+if TYPE_CHECKING:
+    from ..qemu.vm import VM
+
+LOG = logging.getLogger(__name__)
+
+TELNET_PORT = 23
+COPY_PORTS = (20000, 29999)
+
+
+class NetworkSession(ConsoleSession):
+    """A shell on the guest over telnet (socat to ADDRESS:23), same protocol
+    as the serial console's session."""
+
+    def __init__(self, vm_name: str, address: str, port: int = TELNET_PORT,
+                 **kwargs: object) -> None:
+        super().__init__(vm_name, Path("/dev/null"), **kwargs)  # type: ignore[arg-type]
+        self.address = address
+        self.port = port
+
+    def open(self) -> None:
+        if self._session is not None:
+            return
+        command = (f"socat -,raw,echo=0 "
+                   f"TCP:{shlex.quote(self.address)}:{int(self.port)},connect-timeout=5")
+        self.log.debug("network login: %s", command)
+        _ensure_helper_on_path()
+        self._session = aexpect.ShellSession(
+            command, auto_close=False, prompt=self.shell_prompt,
+            output_func=self._log_line, output_params=())
+
+
+def login(vm: "VM", timeout: float = 60.0, network: bool = True) -> ConsoleSession:
+    """A shell on `vm`: over its network when it has a NIC (and `network`),
+    else, or when that fails, on its serial console."""
+    nic = vm.config.nic
+    if network and nic is not None:
+        creds = vm.config.login
+        session = NetworkSession(vm.name, nic.ip, username=creds.username,
+                                 password=creds.password, shell_prompt=creds.shell_prompt,
+                                 login_prompt=creds.login_prompt,
+                                 password_prompt=creds.password_prompt,
+                                 logger=vm.log.getChild("telnet"))
+        start = time.monotonic()
+        try:
+            session.open()
+            session.login(min(timeout, 30.0))
+            vm.log.info("logged in over the network (%s:%d)", nic.ip, TELNET_PORT)
+            return session
+        except (LoginError, GuestError, aexpect.ExpectError) as err:
+            session.close()
+            vm.log.warning("network login to %s failed (%s): serial console instead",
+                           nic.ip, err)
+            timeout = max(5.0, timeout - (time.monotonic() - start))
+    return vm.wait_for_login(timeout)
+
+
+def _port() -> int:
+    low, high = COPY_PORTS
+    return low + secrets.randbelow(high - low)
+
+
+def _md5(session: ConsoleSession, path: str, timeout: float) -> str:
+    out = session.cmd(f"md5sum {shlex.quote(path)}", timeout=timeout)
+    return out.split()[0] if out.split() else ""
+
+
+def _connect(address: str, port: int, deadline: float) -> socket.socket:
+    while True:
+        try:
+            return socket.create_connection((address, port), timeout=5.0)
+        except OSError as err:
+            if time.monotonic() >= deadline:
+                raise GuestError(f"cannot connect to {address}:{port} for a file "
+                                 f"copy: {err}") from err
+            time.sleep(0.1)
+
+
+def _guest_address(vm: "VM") -> str:
+    if vm.config.nic is None:
+        raise GuestError(f"{vm.name}: no NIC (guest_network = no): no file copy over "
+                         "the network")
+    return vm.config.nic.ip
+
+
+def copy_files_to(session: ConsoleSession, vm: "VM", local: Union[str, Path],
+                  remote: str, timeout: float = 120.0) -> None:
+    """Copy the host's file `local` to `remote` in the guest, checked by md5."""
+    data = Path(local).read_bytes()
+    address, port = _guest_address(vm), _port()
+    deadline = time.monotonic() + timeout
+    session.cmd(f"nc -l -p {port} > {shlex.quote(remote)} &", timeout=timeout)
+    with _connect(address, port, deadline) as sock:
+        sock.settimeout(max(1.0, deadline - time.monotonic()))
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        sock.recv(1)   # the guest's nc closes once it has everything
+    session.cmd("wait", timeout=max(5.0, deadline - time.monotonic()))
+    _check(session, remote, hashlib.md5(data).hexdigest(), f"{local} -> {vm.name}:{remote}",
+           timeout)
+
+
+def copy_files_from(session: ConsoleSession, vm: "VM", remote: str,
+                    local: Union[str, Path], timeout: float = 120.0) -> None:
+    """Copy `remote` from the guest to the host's `local`, checked by md5."""
+    address, port = _guest_address(vm), _port()
+    deadline = time.monotonic() + timeout
+    session.cmd(f"nc -l -p {port} < {shlex.quote(remote)} &", timeout=timeout)
+    chunks = []
+    with _connect(address, port, deadline) as sock:
+        sock.settimeout(max(1.0, deadline - time.monotonic()))
+        sock.shutdown(socket.SHUT_WR)
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    data = b"".join(chunks)
+    Path(local).write_bytes(data)
+    session.cmd("wait", timeout=max(5.0, deadline - time.monotonic()))
+    _check(session, remote, hashlib.md5(data).hexdigest(), f"{vm.name}:{remote} -> {local}",
+           timeout)
+
+
+def _check(session: ConsoleSession, remote: str, md5: str, what: str,
+           timeout: float) -> None:
+    theirs = _md5(session, remote, timeout)
+    if theirs != md5:
+        raise GuestError(f"file copy {what}: md5 {md5} here, {theirs or 'none'} in "
+                         "the guest")
+    LOG.info("copied %s (md5 %s)", what, md5)
+
+
+__all__ = ["NetworkSession", "copy_files_from", "copy_files_to", "login"]
