@@ -19,6 +19,7 @@ from multihost_migration.guest.console import ConsoleSession
 from multihost_migration.migration import MigrationData, MultihostMigration
 from multihost_migration.params import Params
 from multihost_migration.qemu.env import Env
+from multihost_migration.scenarios._defects import tcg_lost_writes_possible
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +32,9 @@ class IntegrityMigration(MultihostMigration):
         self.disk_mib = params.get_int("disk_check_mib", 8)
         self.disk_seed = params.get_int("disk_check_seed", 1234)
         workaround = str(params.get("tcg_tlb_workaround", "auto"))
+        # auto: under TCG, between QEMU versions where the lost writes were seen
         self.tlb_churn = workaround == "yes" or (
-            workaround == "auto" and str(params.get("accel", "")) == "tcg")
+            workaround == "auto" and tcg_lost_writes_possible(params))
 
     def _console(self, name: str) -> ConsoleSession:
         vm = self.env.get_vm(name)

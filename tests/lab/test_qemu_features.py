@@ -19,6 +19,7 @@ import pytest
 
 from multihost_migration.lab.inventory import Inventory
 from multihost_migration.lab.qemu_choice import SYSTEM_BINARY, installed
+from tests import known_defects
 from tests.lab.test_autotest_remote import guest_lab, run_autotest_remote  # noqa: F401
 from tests.lab.test_scenarios import write_cfg
 
@@ -94,46 +95,64 @@ def test_10_pair_file_migration_with_mapped_ram(guest_lab: Inventory, tmp_path: 
     assert evidence(test, "dst") == {"incoming": "completed", "mapped_ram": True}
 
 
+#: Known QEMU defects a scenario's FAIL may carry (tests/known_defects.py),
+#: accepted only on the versions where each was seen.
+KNOWN = {"cancel_states.device": (known_defects.CANCEL_IN_DEVICE,
+                                  known_defects.CANCEL_IN_DEVICE_SEEN),
+         "cancel_states.postcopy_active": (known_defects.CANCEL_IN_POSTCOPY,
+                                           known_defects.CANCEL_IN_POSTCOPY_SEEN)}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("version", ["7.2", "10.0"])
-def test_every_feature_scenario_per_version(guest_lab: Inventory, tmp_path: Path,
+def test_every_feature_scenario_per_version(guest_lab: Inventory, tmp_path: Path,  # noqa: F811
                                             version: str) -> None:
     binary = NEW if version == "10.0" else SYSTEM_BINARY
     tests = run(guest_lab, tmp_path, f"only {SCENARIOS}", f"qemu_binary={binary}")
     assert len(tests) == 12, sorted(tests)
+    known = []
     for name, test in tests.items():
         lacking = NOT_ON_72.get(name) if version == "7.2" else None
+        signs, seen = KNOWN.get(name, ((), frozenset()))
         if lacking:
             assert_not_applicable(test, lacking, version)
+        elif test["status"] == "FAIL" and known_defects.seen_on(seen, version, version) \
+                and any(sign in test["reason"] for sign in signs):
+            known.append(f"{name}: {test['reason'][:300]}")
         else:
             assert test["status"] == "GOOD", f"{name}: {test['reason']}"
             assert test["qemu"]["hosts"]["h2"]["version"].startswith(version + ".")
     assert evidence(tests["postcopy_preempt"])["connections"] == 2
     for method in ("zlib", "zstd"):
-        assert evidence(tests[f"multifd_compression.{method}"])["wire_ratio"] < 0.9
+        assert evidence(tests[f"multifd_compression.{method}"])["wire_ratio"] < 0.6
+    if known:
+        pytest.xfail(f"known QEMU {version} defects: " + "; ".join(known))
 
 
 @pytest.mark.slow
 def test_tcg_lost_writes_per_version_pair(guest_lab: Inventory, tmp_path: Path) -> None:  # noqa: F811
-    """integrity.once without the TCG workaround, 4 times per pair of QEMU
-    versions (7.2/7.2, 10.0/10.0 and both mixed directions): where
-    tests/known_defects.py says the defect was not seen, no run may lose a
-    page; where it was seen it is only reported."""
-    from tests import known_defects
-    lines = ["only integrity.once", "tcg_tlb_workaround = no", "machine_type = pc-q35-7.2",
+    """integrity.ping_pong (6 rounds, downtime-limit 300 ms) without the TCG
+    workaround, 4 times per pair of QEMU versions (7.2/7.2, 10.0/10.0 and
+    mixed, both directions): where tests/known_defects.py says the defect
+    was not seen, no migration may lose a page; where it was seen it is
+    only reported."""
+    lines = ["only integrity.ping_pong", "tcg_tlb_workaround = no", "migrate_count = 6",
+             "migrate_parameter_downtime-limit = 300", "machine_type = pc-q35-7.2",
              "variants:"]
     pairs = {"p72_72": ("7.2", "7.2"), "p100_100": ("10.0", "10.0"),
-             "p72_100": ("7.2", "10.0"), "p100_72": ("10.0", "7.2")}
+             "mixed": ("7.2", "10.0")}
     paths = {"7.2": SYSTEM_BINARY, "10.0": NEW}
-    for name, (src, dst) in pairs.items():
-        lines += [f"    - {name}:", f"        qemu_binary_host1 = {paths[src]}",
-                  f"        qemu_binary_host2 = {paths[dst]}"]
+    for name, (first, second) in pairs.items():
+        lines += [f"    - {name}:", f"        qemu_binary_host1 = {paths[first]}",
+                  f"        qemu_binary_host2 = {paths[second]}"]
     lines += ["variants:"] + [f"    - r{i}:\n        defect_rep = {i}" for i in range(1, 5)]
     tests = run(guest_lab, tmp_path, "\n".join(lines), timeout=2400)
-    for name, (src, dst) in pairs.items():
+    for name, (first, second) in pairs.items():
         runs = [t for key, t in tests.items() if f".{name}." in f".{key}."]
-        lost = [t for t in runs if "guest memory corrupted" in t["reason"]]
-        print(f"{src} -> {dst}: lost writes in {len(lost)} of {len(runs)}")
-        if not known_defects.lost_writes_seen(src, dst):
+        lost = [t for t in runs if any(s in t["reason"] for s in known_defects.LOST_WRITES)]
+        migrations = sum(len(t.get("migrations") or []) for t in runs)
+        print(f"{first} <-> {second}: lost writes in {len(lost)} of {migrations} migrations")
+        if not (known_defects.lost_writes_seen(first, second)
+                or known_defects.lost_writes_seen(second, first)):
             assert not lost, [t["reason"][:300] for t in lost]
         assert all(t["status"] == "GOOD" or t in lost for t in runs), runs
