@@ -52,6 +52,8 @@ from multihost_migration.qemu.transport import Transport
 from multihost_migration.qemu.vm import VM
 from multihost_migration import relay, rootcause, storage
 from multihost_migration.rootcause import StallLog
+from multihost_migration.storage import StoragePlan
+from multihost_migration.storage_copy import DiskCopy, install_tls_bundle, tls_bundle
 from multihost_migration.sync import SyncData, SyncServer
 from multihost_migration.verdicts import Interrupted
 
@@ -167,6 +169,8 @@ class MigrationData:
         self.vm_ports: dict[str, int] = {}
         self.stats: dict[str, dict[str, Any]] = {}
         self._plan = plan
+        #: storage_mode = copy: this host's side of the disk copy (storage_copy.py)
+        self.disk_copy: Optional[DiskCopy] = None
 
     @property
     def plan(self) -> MigrationPlan:
@@ -243,6 +247,8 @@ class MultihostMigration:
         # TLS credentials (kind, directory): the master makes them; when the
         # params name no directory they are the job's own, removed at the end.
         self.tls: Optional[TLSPlan] = TLSPlan.from_params(params)
+        # shared: the master creates the disks; copy: each host its own
+        self.storage = StoragePlan.from_params(params)
         self._disk_images: Optional[list[ImageSpec]] = None
         self.sync_server: Optional[SyncServer] = None
         self._sync_sessions: "weakref.WeakSet[SyncData]" = weakref.WeakSet()
@@ -389,6 +395,9 @@ class MultihostMigration:
 
     def _prepare_disks(self) -> None:
         """Master creates the disks; all hosts check they see the same files."""
+        if self.storage.copy:
+            self._prepare_own_disks()
+            return
         images = self._images()
         progress.info("disk prep")
         if self.hostid == self.master_id:
@@ -406,6 +415,27 @@ class MultihostMigration:
             if view != seen:
                 raise MigrationError(f"shared storage is not coherent: {self.hostid} sees "
                                      f"{seen}, {host} sees {view}")
+
+    def _prepare_own_disks(self) -> None:
+        """storage_mode = copy: every host creates the test's disks (and
+        their backing files) for itself; the master's TLS credentials reach
+        the others over the sync channel, encrypted (storage_copy.py)."""
+        progress.info("disk prep")
+        for vm in vm_plans(self.params, self.vms):
+            for image in vm.images:
+                backing = storage.backing_of(image, vm.params)
+                if backing is not None and backing.create:
+                    storage.create_backing(image, backing)
+                if image.create:
+                    storage.create_image(image, backing=backing)
+        bundle = None
+        if self.hostid == self.master_id and self.tls is not None:
+            self._make_tls_credentials()
+            bundle = tls_bundle(Path(self.tls.directory), self._secret)
+        sent = self._main_sync.sync(bundle, timeout=self.sync_timeout, tag="disks-created")
+        if self.tls is not None and self.hostid != self.master_id:
+            install_tls_bundle(Path(self.tls.directory), sent[self.master_id], self._secret)
+        self._main_sync.barrier("disks-checked", timeout=self.sync_timeout)
 
     def _make_tls_credentials(self) -> None:
         """Master: certificates (or a PSK) for this job, on shared storage,
@@ -464,6 +494,8 @@ class MultihostMigration:
             vm.create(incoming=True)
             vm.apply_migration_settings(plan.settings)
             mig_data.vms.append(vm)
+            if mig_data.disk_copy is not None:   # the targets, exported over NBD
+                mig_data.disk_copy.export(vm)
             if plan.transport is Transport.FD:
                 mig_data.vm_ports[name] = _FdIncoming(vm, plan.listen,
                                                       plan.timeouts.migration).port
@@ -499,6 +531,9 @@ class MultihostMigration:
         log.info("%s: migrating to %s port %s over %s", vm.name, mig_data.dst, port,
                  plan.transport.value)
         key = f"{vm.name} to {mig_data.dst}"
+        copy, extra = mig_data.disk_copy, {}
+        if copy is not None:   # disks READY first; they complete at the pre-switchover
+            extra["on_pre_switchover"] = copy.start_mirrors(vm)
         with _MigrationProgress(vm, plan.timeouts.stall, self._stalls, key) as watch:
             try:
                 if plan.transport is Transport.FD:
@@ -506,12 +541,16 @@ class MultihostMigration:
                     # gets its descriptor (getfd), ours closes afterwards.
                     with socket.create_connection((self.address_of(mig_data.dst), port),
                                                   timeout=30) as sock:
-                        vm.migrate(plan.request(port, fd=sock.fileno()))
+                        vm.migrate(plan.request(port, fd=sock.fileno(), **extra))
                 elif plan.offline:
-                    vm.migrate_offline(plan.request(mig_data.vm_ports))
+                    vm.migrate_offline(plan.request(mig_data.vm_ports, **extra))
                 else:
-                    vm.migrate(plan.request(mig_data.vm_ports))
-            except MigrationError as err:
+                    vm.migrate(plan.request(mig_data.vm_ports, **extra))
+            except BaseException as err:
+                if copy is not None:
+                    copy.abort(vm)
+                if not isinstance(err, MigrationError):
+                    raise
                 if watch.stalled:
                     at = f" at {watch.percent:.1f} %" if watch.percent is not None else ""
                     raise MigrationError(
@@ -602,6 +641,9 @@ class MultihostMigration:
                 self.destroy_stale_vms(mig_data)
                 progress.info("waiting\t%s: incoming from %s", mig_data.mig_id, mig_data.src)
             session.barrier("ready", timeout=timeout)
+            if mig_data.plan.storage.copy:
+                mig_data.disk_copy = DiskCopy(mig_data.plan, self.hostid, self.address_of)
+                mig_data.disk_copy.exchange_sizes(session, timeout)
             if mig_data.is_src():
                 self.prepare_vms(mig_data)
                 if start_work is not None:
@@ -610,14 +652,21 @@ class MultihostMigration:
                     net.start()
                 ports = session.sync(None, timeout=timeouts.work + timeout, tag="ports")
                 mig_data.vm_ports = {k: int(v) for k, v in ports[mig_data.dst].items()}
+                if mig_data.disk_copy is not None:
+                    mig_data.disk_copy.exchange_ports(session, timeout)
                 self.migrate_vms_src(mig_data)
                 if net is not None:
                     net.switched()
                 mig_data.stats = {vm.name: (vm.last_migration or vm.migration_stats()).as_dict()
                                   for vm in mig_data.vms}
+                if mig_data.disk_copy is not None:
+                    for name, entry in mig_data.stats.items():
+                        entry["disk_copy"] = mig_data.disk_copy.stats(name)
             else:
                 ports = self.migrate_vms_dest(mig_data)
                 session.sync(ports, timeout=timeouts.work + timeout, tag="ports")
+                if mig_data.disk_copy is not None:
+                    mig_data.disk_copy.exchange_ports(session, timeout)
             # The destination waits here, not on QEMU: if the source fails it
             # aborts the session and this returns at once with its reason.
             states = session.sync(mig_data.stats or None,
@@ -625,6 +674,8 @@ class MultihostMigration:
             mig_data.stats = mig_data.stats or states.get(mig_data.src) or {}
             if mig_data.is_dst():
                 self.wait_vms_dest(mig_data)
+                if mig_data.disk_copy is not None:   # export stopped / partial copy removed
+                    mig_data.disk_copy.finish_destination(mig_data.vms)
             progress.info("checking\t%s", mig_data.mig_id)
             if mig_data.is_src():
                 self.check_vms_src(mig_data)
@@ -643,9 +694,11 @@ class MultihostMigration:
                     raise NetworkCheckError("; ".join(problems))
             self.post_migration(mig_data)
         except SyncAborted as peer:
+            self._discard_copy(mig_data)
             self._local_root_cause(peer)
             raise
         except BaseException as err:
+            self._discard_copy(mig_data)
             reason = self._blame(err)
             log.error("%s failed: %s", mig_data.mig_id, reason)
             _abort_quietly(session, reason)
@@ -655,6 +708,15 @@ class MultihostMigration:
             if net is not None:
                 net.close()
             session.close()
+
+    def _discard_copy(self, mig_data: MigrationData) -> None:
+        """Destination of a failed copy-mode migration: no partial image stays."""
+        if mig_data.disk_copy is None or not mig_data.is_dst():
+            return
+        try:
+            mig_data.disk_copy.discard(mig_data.vms)
+        except Exception as err:  # the migration's own error is the story
+            log.warning("%s: removing the partial disk copy: %s", mig_data.mig_id, err)
 
     # -- the test ---------------------------------------------------------------
 
@@ -689,10 +751,12 @@ class MultihostMigration:
             try:
                 self._main_sync.close()
             finally:
-                if self.sync_server is not None:
+                if self.sync_server is not None or self.storage.copy:
+                    # shared: the master's disks; copy: every host's own
                     for image in self._images():
                         if image.create:
                             storage.remove_image(image)
                     if self.tls is not None and self.tls.own:
                         shutil.rmtree(self.tls.directory, ignore_errors=True)
+                if self.sync_server is not None:
                     self.sync_server.stop()

@@ -19,6 +19,9 @@ Params read here (and nowhere else on the migration path):
     migration_capabilities, migrate_parameter_<name>, postcopy_after_passes
                          -> settings (qemu/settings.py parses them)
     vms, and per VM its params and images (imagespec.py)  -> vms
+    storage_mode, storage_copy_*                -> storage (storage.StoragePlan);
+                         copy adds pause-before-switchover to the settings
+                         (the disks' mirror completes while the source waits)
     qemu_pair_features   (set by the controller from each host's QMP schema)
                          -> features; `supports("postcopy-preempt")` asks it
 
@@ -28,7 +31,7 @@ a new transport is one `Transport` member (qemu/transport.py).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping, Optional, Sequence, Union
@@ -41,6 +44,7 @@ from multihost_migration.qemu.migration import MigrateRequest
 from multihost_migration.qemu.settings import MigrationSettings
 from multihost_migration.qemu.tls import tls_kind
 from multihost_migration.qemu.transport import Transport
+from multihost_migration.storage import StoragePlan
 
 DEFAULT_JOB_ID = "mhm"
 
@@ -109,6 +113,9 @@ def vm_params(params: Params, name: str, tls: Optional[TLSPlan] = None) -> Param
     disk; with TLS, the credentials directory of the plan."""
     result = params.object_params(name)
     job_id = str(params.get("job_id", DEFAULT_JOB_ID))
+    if StoragePlan.from_params(params).copy and params.get("hostid"):
+        # copy: each host its own disk, also where the storage is shared after all
+        job_id = f"{job_id}-{params.get('hostid')}"
     for image in image_names(result):
         iparams = result.object_params(image)
         if parse_bool(iparams.get("create_image", "no"), f"{name}: create_image") \
@@ -152,6 +159,7 @@ class MigrationPlan:
     settings: MigrationSettings = MigrationSettings()
     tls: Optional[TLSPlan] = None
     features: Optional[QemuFeatures] = None
+    storage: StoragePlan = StoragePlan()
 
     @classmethod
     def from_params(cls, params: Params, *, mig_id: str, src: str, dst: str,
@@ -166,7 +174,17 @@ class MigrationPlan:
             settings=MigrationSettings.from_params(params),
             tls=TLSPlan.from_params(params),
             features=pair_features(params),
-        )
+            storage=StoragePlan.from_params(params),
+        ).with_storage_settings()
+
+    def with_storage_settings(self) -> "MigrationPlan":
+        """copy: the source pauses before the switchover, so the disks'
+        mirrors complete while the guest is stopped (storage_copy.py)."""
+        caps = self.settings.capabilities
+        if not self.storage.copy or "pause-before-switchover" in caps:
+            return self
+        settings = replace(self.settings, capabilities=caps + ("pause-before-switchover",))
+        return replace(self, settings=settings)
 
     def supports(self, feature: str) -> bool:
         """Does this pair's QEMUs both have `feature` (a QMP schema name, see

@@ -285,6 +285,11 @@ class VM:
             raise VMStateError(self.name, operation, "no-process", [])
         return QemuLink(self.name, channel, process, self.log)
 
+    def qmp_link(self) -> QemuLink:
+        """The QEMU's QMP link, for code that drives QEMU beyond the VM's own
+        operations (the disk copy of storage_mode = copy: blockmirror.py)."""
+        return self._qemu("qmp_link")
+
     def qmp(self, command: str, arguments: Optional[Mapping[str, Any]] = None,
             *, timeout: float = 30.0, **kwargs: Any) -> Any:
         """Execute a QMP command; arguments as a dict and/or keywords."""

@@ -40,7 +40,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("transport, parsers, report writers", ("cartesian", "sync", "remote", "status",
                                             "report", "abort_watch")),
     ("qemu, guest, storage", ("qemu", "guest", "storage", "netcheck")),
-    ("migration", ("plan", "migration", "virt_utils", "rootcause")),
+    ("migration", ("plan", "migration", "virt_utils", "rootcause", "storage_copy")),
     ("scenarios", ("scenarios",)),
     ("client | server", ("client", "server")),
     ("lab, CLIs", ("lab", "server.cli", "report.cli")),
