@@ -484,6 +484,20 @@ class MultihostMigration:
     def post_migration(self, mig_data: MigrationData) -> None:
         """Runs on both hosts once a migration is checked."""
 
+    def _hook_before(self, mig_data: MigrationData) -> None:
+        """Where before_migration runs (a layer with other hook semantics,
+        such as legacy/, moves it)."""
+        self.before_migration(mig_data)
+
+    def _hook_after(self, mig_data: MigrationData) -> None:
+        """Where post_migration runs (see _hook_before)."""
+        self.post_migration(mig_data)
+
+    def _ports_exchanged(self, mig_data: MigrationData) -> None:
+        """Both hosts, once the destination's ports reached the source,
+        before the source migrates (nothing here; legacy/ runs its
+        before_migration then)."""
+
     def migrate_vms_dest(self, mig_data: MigrationData) -> dict[str, int]:
         """Destination: start the VMs waiting for the stream; return their ports."""
         mig_data.vms = []
@@ -542,6 +556,11 @@ class MultihostMigration:
                     with socket.create_connection((self.address_of(mig_data.dst), port),
                                                   timeout=30) as sock:
                         vm.migrate(plan.request(port, fd=sock.fileno(), **extra))
+                elif plan.cancel_delay is not None or not plan.wait:
+                    start = vm.migrate_offline if plan.offline else vm.migrate
+                    start(plan.request(mig_data.vm_ports, wait=False, **extra))
+                    if plan.cancel_delay is not None:
+                        self._cancel_after(vm, plan.cancel_delay)
                 elif plan.offline:
                     vm.migrate_offline(plan.request(mig_data.vm_ports, **extra))
                 else:
@@ -560,6 +579,29 @@ class MultihostMigration:
                 raise
             finally:
                 self._stalls.ended(key)
+
+    def _cancel_after(self, vm: VM, delay: float) -> None:
+        """`cancel_delay`: cancel the running migration `delay` s after its
+        start; a migration that completed first is a failure to cancel."""
+        time.sleep(delay)
+        stats = vm.cancel_migration(wait=True)
+        if stats.succeeded:
+            raise MigrationError(f"{vm.name}: could not cancel the migration after {delay:g} s "
+                                 f"(cancel_delay): it had completed")
+        log.info("%s: migration %s after cancel_delay %g s", vm.name, stats.status, delay)
+
+    def _after_cancel(self, mig_data: MigrationData, session: SyncData) -> None:
+        """A migration cancelled on purpose: the guest must still run on the
+        source; the destination stops the QEMU that waited for it."""
+        if mig_data.is_src():
+            for vm in mig_data.vms:
+                status = vm.query_status()
+                if status != "running":
+                    raise MigrationError(f"{vm.name}: source guest is {status!r} after the "
+                                         "cancelled migration, expected 'running'")
+        else:
+            self.destroy_stale_vms(mig_data)
+        session.barrier("cancelled", timeout=mig_data.plan.timeouts.sync)
 
     def wait_vms_dest(self, mig_data: MigrationData) -> None:
         """Destination, once the source reported its result: wait until the
@@ -636,7 +678,7 @@ class MultihostMigration:
         net = NetworkChecks.for_vms([(vm.name, vm.params) for vm in mig_data.plan.vms])
         found = None
         try:
-            self.before_migration(mig_data)
+            self._hook_before(mig_data)
             if mig_data.is_dst():
                 self.destroy_stale_vms(mig_data)
                 progress.info("waiting\t%s: incoming from %s", mig_data.mig_id, mig_data.src)
@@ -652,6 +694,7 @@ class MultihostMigration:
                     net.start()
                 ports = session.sync(None, timeout=timeouts.work + timeout, tag="ports")
                 mig_data.vm_ports = {k: int(v) for k, v in ports[mig_data.dst].items()}
+                self._ports_exchanged(mig_data)
                 if mig_data.disk_copy is not None:
                     mig_data.disk_copy.exchange_ports(session, timeout)
                 self.migrate_vms_src(mig_data)
@@ -665,6 +708,7 @@ class MultihostMigration:
             else:
                 ports = self.migrate_vms_dest(mig_data)
                 session.sync(ports, timeout=timeouts.work + timeout, tag="ports")
+                self._ports_exchanged(mig_data)
                 if mig_data.disk_copy is not None:
                     mig_data.disk_copy.exchange_ports(session, timeout)
             # The destination waits here, not on QEMU: if the source fails it
@@ -672,6 +716,9 @@ class MultihostMigration:
             states = session.sync(mig_data.stats or None,
                                   timeout=timeouts.migration + timeout, tag="migrated")
             mig_data.stats = mig_data.stats or states.get(mig_data.src) or {}
+            if mig_data.plan.cancel_delay is not None:   # cancelled on purpose
+                self._after_cancel(mig_data, session)
+                return
             if mig_data.is_dst():
                 self.wait_vms_dest(mig_data)
                 if mig_data.disk_copy is not None:   # export stopped / partial copy removed
@@ -692,7 +739,7 @@ class MultihostMigration:
                 problems = net.record(mig_data.stats, mig_data.dst, checked.get(mig_data.dst))
                 if problems:
                     raise NetworkCheckError("; ".join(problems))
-            self.post_migration(mig_data)
+            self._hook_after(mig_data)
         except SyncAborted as peer:
             self._discard_copy(mig_data)
             self._local_root_cause(peer)

@@ -12,6 +12,12 @@ Params read here (and nowhere else on the migration path):
     migration_protocol   tcp | exec | fd        -> transport (Transport enum)
     migration_listen     0.0.0.0                -> listen (destination)
     migration_offline    yes: stop the guest, migrate, continue it there
+                         (legacy names beside ours, read when ours is unset:
+                         mig_protocol for migration_protocol, mig_offline)
+    cancel_delay         seconds: the source cancels the migration then
+                         (legacy name and meaning); unset or None: it completes
+    not_wait_for_migration  yes: the source only starts it (legacy tests wait
+                         themselves, vm.wait_for_migration)
     migrate_parallel     no: the VMs of a migration one after the other
     mig_timeout, sync_timeout, work_timeout, mig_stall_timeout -> timeouts
     migration_tls, migration_tls_dir            -> tls (kind, directory; by
@@ -143,6 +149,14 @@ def pair_features(params: Mapping[str, Any]) -> Optional[QemuFeatures]:
     return QemuFeatures.from_param(str(value)) if value else None
 
 
+def optional_seconds(params: Params, key: str) -> Optional[float]:
+    """`key` in seconds, or None when unset, empty or None (legacy tests
+    set `params["cancel_delay"] = None`)."""
+    if params.get(key) in (None, "", "None"):
+        return None
+    return params.get_float(key)
+
+
 @dataclass(frozen=True)
 class MigrationPlan:
     """Everything one migration needs to know, read once from its params."""
@@ -160,21 +174,26 @@ class MigrationPlan:
     tls: Optional[TLSPlan] = None
     features: Optional[QemuFeatures] = None
     storage: StoragePlan = StoragePlan()
+    cancel_delay: Optional[float] = None
+    wait: bool = True
 
     @classmethod
     def from_params(cls, params: Params, *, mig_id: str, src: str, dst: str,
                     vms: Sequence[str]) -> "MigrationPlan":
         return cls(
             mig_id=mig_id, src=src, dst=dst, vms=vm_plans(params, vms),
-            transport=between_hosts(str(params.get("migration_protocol", "tcp"))),
+            transport=between_hosts(str(params.get("migration_protocol",
+                                                   params.get("mig_protocol", "tcp")))),
             listen=str(params.get("migration_listen", "0.0.0.0")),
-            offline=params.get_bool("migration_offline", False),
+            offline=params.get_bool("migration_offline", params.get("mig_offline", False)),
             parallel=params.get_bool("migrate_parallel", True),
             timeouts=Timeouts.from_params(params),
             settings=MigrationSettings.from_params(params),
             tls=TLSPlan.from_params(params),
             features=pair_features(params),
             storage=StoragePlan.from_params(params),
+            cancel_delay=optional_seconds(params, "cancel_delay"),
+            wait=not params.get_bool("not_wait_for_migration", False),
         ).with_storage_settings()
 
     def with_storage_settings(self) -> "MigrationPlan":

@@ -193,6 +193,20 @@ class Reader:
         self.index = 0
         self.stored: Optional[Line] = None
 
+    def wrap_top_level_entries(self) -> bool:
+        """A file whose first statement is a top-level entry (``- name:``,
+        as tp-qemu's test cfgs, which avocado-vt pastes under ``variants
+        subtest:``) is read as the entries of an implicit ``variants:``
+        block: a ``variants:`` line is put before it and every line is
+        indented by one more column (numbers and error columns unchanged)."""
+        if not self.lines or self.lines[0].indent or not self.lines[0].text.startswith("-"):
+            return False
+        first = self.lines[0]
+        self.lines = [Line("variants:", 0, first.number, 0, "variants:")] + [
+            Line(line.text, line.indent + 1, line.number, line.offset, line.raw)
+            for line in self.lines]
+        return True
+
     def next_line(self, prev_indent: int) -> tuple[Optional[Line], int]:
         """The next line if indented deeper than prev_indent, else None and
         the next line's indentation (-1 at the end)."""
@@ -1093,7 +1107,9 @@ class TreeBuilder:
                               path_tok.pos)
         self._including.append(real)
         try:
-            sub = Lexer(Reader(text, path, True))
+            reader = Reader(text, path, True)
+            reader.wrap_top_level_entries()   # tp-qemu's test cfgs: entries only
+            sub = Lexer(reader)
             if in_cond is not None:
                 self._parse(sub, Node(), -1, in_cond)
                 return node
