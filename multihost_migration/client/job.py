@@ -32,6 +32,7 @@ from typing import Any, Optional
 
 from multihost_migration.client.channel import hold_job_lock, start_relay_reader
 from multihost_migration.errors import ConfigError
+from multihost_migration.legacy import switch as legacy_switch
 from multihost_migration.params import Params
 from multihost_migration.qemu.env import Env
 from multihost_migration.qemu.process import kill_all_started
@@ -136,10 +137,15 @@ def run_job(params_file: Path, resultsdir: Path) -> int:
     try:
         with status.group(subdir, name):
             try:
-                search = [Path(d) for d in params.objects("scenario_dirs")]
-                module = find_scenario(str(params.get("type", "")), search)
-                log.info("running %s (%s) on %s", name, module.__file__, params.get("hostid"))
-                module.run(test, params, env)
+                legacy = legacy_switch.find_legacy(params)   # legacy_api: legacy/switch.py
+                if legacy is not None:
+                    legacy_switch.run(legacy, test, params, env)
+                else:
+                    search = [Path(d) for d in params.objects("scenario_dirs")]
+                    module = find_scenario(str(params.get("type", "")), search)
+                    log.info("running %s (%s) on %s", name, module.__file__,
+                             params.get("hostid"))
+                    module.run(test, params, env)
                 if test.warnings:
                     verdict, reason = "WARN", "; ".join(test.warnings)
             except BaseException as err:

@@ -41,7 +41,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                                             "report", "abort_watch")),
     ("qemu, guest, storage", ("qemu", "guest", "storage", "netcheck")),
     ("migration", ("plan", "migration", "virt_utils", "rootcause", "storage_copy")),
-    ("scenarios", ("scenarios",)),
+    ("scenarios", ("scenarios", "legacy")),   # legacy: the legacy API (issue #17)
     ("client | server", ("client", "server")),
     ("lab, CLIs", ("lab", "server.cli", "report.cli")),
 )

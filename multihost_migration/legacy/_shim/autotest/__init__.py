@@ -1,0 +1,1 @@
+"""autotest, as legacy tests import it: served by multihost_migration.legacy."""

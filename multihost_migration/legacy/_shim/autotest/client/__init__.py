@@ -1,0 +1,1 @@
+"""autotest.client (legacy API)."""
