@@ -2,6 +2,7 @@
 
     mhm lab up [--hosts N] [--subnet CIDR] [--qemu h1=7.2,h2=10.0]
                                              build or repair the lab (each host's QEMU)
+    mhm lab up --storage local               each host its own images (no shared storage)
     mhm lab down [--purge]                   remove it (--purge: shared storage too)
     mhm lab status                           what runs, what is broken
     mhm lab inventory                        the inventory YAML
@@ -40,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--qemu", default="", metavar="HOST=VERSION,...",
                     help="each host's default QEMU, e.g. h1=7.2,h2=10.0 (hosts not "
                          "named, and every host without --qemu: the system's)")
+    up.add_argument("--storage", choices=("shared", "local"), default="shared",
+                    help="local: each host its own images directory, nothing shared "
+                         "(storage_mode = copy); a plain `lab up` shares them again")
     up.add_argument("--no-guest", action="store_true",
                     help="do not build the guest nor probe the accelerator")
     down = lab_sub.add_parser("down", help="remove the lab")
@@ -147,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
         inv = lab.up(cfg)
         if not args.no_guest:
             _ensure_guest(cfg)
+        from multihost_migration.lab import local_storage
+        local_storage.apply(cfg, inv, args.storage)
         hosts = ", ".join(f"{h.name}={h.address} (QEMU {h.qemu_version})" for h in inv.hosts)
         print(f"lab up in {time.monotonic() - start:.1f} s: {hosts}; "
               f"inventory {lab.inventory_path(cfg.state_dir)}")

@@ -13,6 +13,13 @@ from multihost_migration.errors import LabError
 from multihost_migration.lab.netns import run
 
 DEFAULT_SUBNET = "198.18.0.0/24"
+#: The guests' L2 segment (see guestnet.py): the client namespace, the hosts'
+#: bridges and the guests have addresses here; never routed anywhere.
+DEFAULT_GUEST_SUBNET = "198.19.0.0/24"
+#: Guest addresses the suite hands out (guest_ip in qemu/netdev.py): this
+#: offset from the segment's network address, over GUEST_ADDRESS_COUNT.
+GUEST_ADDRESS_FIRST = 100
+GUEST_ADDRESS_COUNT = 128
 DEFAULT_STATE_DIR = Path(os.environ.get("MHM_LAB_STATE", "/run/mhm-lab"))
 DEFAULT_SHARED_DIR = Path(os.environ.get("MHM_LAB_SHARED", "/var/lib/mhm-lab/shared"))
 PREFIX = "mhm"
@@ -39,6 +46,7 @@ class LabConfig:
     shared_dir: Path = DEFAULT_SHARED_DIR
     # (host, QEMU version) for `lab up --qemu`; hosts not named run the system's
     qemu: tuple[tuple[str, str], ...] = ()
+    guest_subnet: str = DEFAULT_GUEST_SUBNET
 
     def __post_init__(self) -> None:
         if not 1 <= self.hosts <= MAX_HOSTS:
@@ -49,6 +57,18 @@ class LabConfig:
             raise LabError(f"--subnet {self.subnet!r} is not an IPv4 network: {err}") from err
         if net.num_addresses < 16 + self.hosts:
             raise LabError(f"--subnet {self.subnet} is too small for {self.hosts} hosts")
+        try:
+            seg = ipaddress.IPv4Network(self.guest_subnet, strict=True)
+        except ValueError as err:
+            raise LabError(f"--guest-subnet {self.guest_subnet!r} is not an IPv4 network: "
+                           f"{err}") from err
+        if seg.overlaps(net):
+            raise LabError(f"--guest-subnet {self.guest_subnet} overlaps the lab subnet "
+                           f"{self.subnet}")
+        if seg.num_addresses < GUEST_ADDRESS_FIRST + GUEST_ADDRESS_COUNT:
+            raise LabError(f"--guest-subnet {self.guest_subnet} is too small: guests take "
+                           f"offsets {GUEST_ADDRESS_FIRST}..."
+                           f"{GUEST_ADDRESS_FIRST + GUEST_ADDRESS_COUNT - 1}")
         for host, _ in self.qemu:
             if host not in self.host_names():
                 raise LabError(f"--qemu names {host!r}, not a host of this lab "
@@ -66,15 +86,28 @@ class LabConfig:
         return [f"h{i}" for i in range(1, self.hosts + 1)]
 
     def address(self, name: str) -> str:
-        """ctl is network+1, hN is network+10+N."""
+        """ctl is network+1, client network+2, hN is network+10+N."""
         base = self.network.network_address
         if name == "ctl":
             return str(base + 1)
+        if name == "client":
+            return str(base + 2)
         match = HOST_NAME_RE.match(name)
         if not match or int(match.group(1)) > self.hosts:
             raise LabError(f"unknown lab host {name!r}; hosts are ctl, "
                            + ", ".join(self.host_names()))
         return str(base + 10 + int(match.group(1)))
+
+    @property
+    def guest_network(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network(self.guest_subnet)
+
+    def segment_address(self, name: str) -> str:
+        """On the guest segment: client network+2, hN network+10+N (the
+        host's bridge); guests from network+GUEST_ADDRESS_FIRST on."""
+        offset = int(ipaddress.IPv4Address(self.address(name))) - \
+            int(self.network.network_address)
+        return str(self.guest_network.network_address + offset)
 
     @staticmethod
     def netns_of(name: str) -> str:
@@ -99,7 +132,13 @@ def root_routes() -> list[ipaddress.IPv4Network]:
     return nets
 
 
-def check_subnet_free(subnet: str) -> None:
+def check_subnets_free(cfg: LabConfig) -> None:
+    """Neither the lab subnet nor the guest segment may overlap a root route."""
+    check_subnet_free(cfg.subnet)
+    check_subnet_free(cfg.guest_subnet, "--guest-subnet")
+
+
+def check_subnet_free(subnet: str, option: str = "--subnet") -> None:
     """Refuse a lab subnet that overlaps any route of the root namespace."""
     net = ipaddress.IPv4Network(subnet)
     for route in root_routes():
@@ -107,4 +146,4 @@ def check_subnet_free(subnet: str) -> None:
             continue
         if net.overlaps(route) and not route.network_address.is_loopback:
             raise LabError(f"lab subnet {subnet} overlaps the root namespace route "
-                           f"{route}; choose another with --subnet")
+                           f"{route}; choose another with {option}")

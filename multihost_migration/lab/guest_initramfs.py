@@ -30,6 +30,18 @@ while read -r module; do
     insmod "/lib/modules/$module" || echo "mhm-guest: insmod $module failed"
 done < /etc/mhm-modules
 hostname mhm-guest
+# The guest network (a NIC and mhm.ip=ADDR/PREFIX on the kernel command
+# line): eth0 addressed at boot, the echo service and telnetd started.
+net=$(sed -n 's/.*mhm\\.ip=\\([0-9./]*\\).*/\\1/p' /proc/cmdline)
+if [ -n "$net" ]; then
+    ip link set lo up
+    if ip addr add "$net" dev eth0 && ip link set eth0 up; then
+        echo "::respawn:/usr/bin/mhm-netecho 7" >> /etc/inittab
+        echo "::respawn:/usr/sbin/telnetd -F -l /bin/login" >> /etc/inittab
+    else
+        echo "mhm-guest: network $net not configured"
+    fi
+fi
 exec /sbin/init
 """
 

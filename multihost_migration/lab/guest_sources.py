@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 HELPER_SRC_DIR = Path(__file__).resolve().parent / "guest_src"
 #: Modules the guest loads, by name; their dependencies come from modules.dep.
 GUEST_MODULES = ("virtio_pci", "virtio_blk")
+#: The NIC drivers (the guest network): loaded when the kernel has them as
+#: modules; a kernel with them built in (or without them) needs none.
+NET_MODULES = ("virtio_net", "e1000e")
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,9 @@ def find_inputs(sources: BuildSources) -> GuestInputs:
     except OSError as err:
         raise LabError(f"cannot read {dep_file} for guest kernel {kernel} "
                        f"(install the matching linux-image package): {err}") from err
-    modules = tuple(modules_dir / rel for rel in resolve_modules(deps, GUEST_MODULES))
+    present = {module_name(path) for path in deps}
+    wanted = GUEST_MODULES + tuple(m for m in NET_MODULES if m in present)
+    modules = tuple(modules_dir / rel for rel in resolve_modules(deps, wanted))
     if not sources.busybox.is_file():
         raise LabError(f"no static busybox at {sources.busybox} "
                        f"(install the Debian package busybox-static)")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import yaml
 
@@ -41,6 +41,28 @@ class SharedPath:
 
 
 @dataclass(frozen=True)
+class GuestNet:
+    """The guests' L2 segment and its address plan (lab/guestnet.py)."""
+
+    subnet: str                 # 198.19.0.0/24: client, host bridges, guests
+    bridge: str                 # the bridge in every host namespace
+    uplink: str                 # each host's link to the segment (unplug-net)
+    switch: str                 # NETNS/BRIDGE joining the hosts' uplinks
+    client: LabHost             # the outside world: its address on the lab network, sshd
+    client_address: str         # the client's address on the segment
+    host_addresses: dict[str, str]   # host -> its bridge's address on the segment
+    guest_first: str            # guests get addresses from here ...
+    guest_count: int            # ... this many
+    ifup_script: str            # QEMU's tap script: puts the tap on the bridge
+
+    @classmethod
+    def from_raw(cls, raw: dict[str, Any]) -> "GuestNet":
+        fields = dict(raw)
+        fields["client"] = LabHost(**fields["client"])
+        return cls(**fields)
+
+
+@dataclass(frozen=True)
 class Inventory:
     subnet: str
     state_dir: str
@@ -56,6 +78,7 @@ class Inventory:
     guest: dict[str, Any] = field(default_factory=dict)
     # Bumped when what `lab up` builds changes: an older lab is rebuilt.
     lab_format: int = 0
+    guest_net: Optional[GuestNet] = None
 
     def host(self, name: str) -> LabHost:
         if name == "ctl":
@@ -93,6 +116,8 @@ class Inventory:
                 accel=raw.get("accel", "tcg"), accel_reason=raw.get("accel_reason", ""),
                 python=raw.get("python", ""), guest=raw.get("guest") or {},
                 lab_format=int(raw.get("lab_format", 0)),
+                guest_net=GuestNet.from_raw(raw["guest_net"]) if raw.get("guest_net")
+                else None,
             )
         except (KeyError, TypeError) as err:
             raise LabError(f"lab inventory {path} is incomplete ({err}): "

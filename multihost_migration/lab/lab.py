@@ -5,6 +5,10 @@ Topology (nothing is added to the root namespace):
     mhm-ctl  eth0 .1  ----+
     mhm-h1   eth0 .11 ----+-- br0 in mhm-br (no address)
     mhm-h2   eth0 .12 ----+
+    mhm-client eth0 .2 ---+   (the guests' outside world, see guestnet.py)
+
+plus the guests' L2 segment (guestnet.py): a bridge in every host, joined
+by the switch `seg0` in mhm-br, and the client namespace on it.
 
 `up` on top of a healthy lab of the same shape is a no-op; on anything else
 (half built, stale after a crash, other shape) it tears the remains down
@@ -27,9 +31,9 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from multihost_migration.errors import LabError
-from multihost_migration.lab import netns, qemu_choice, sshd
+from multihost_migration.lab import guestnet, netns, qemu_choice, sshd
 from multihost_migration.lab.config import (
-    BRIDGE_NETNS, PREFIX, SHARED_SUBDIRS, VIRT_TEST_ROOT, LabConfig, check_subnet_free)
+    BRIDGE_NETNS, PREFIX, SHARED_SUBDIRS, VIRT_TEST_ROOT, LabConfig, check_subnets_free)
 from multihost_migration.lab.inventory import Inventory, LabHost, SharedPath, SshAccess
 from multihost_migration.remote import SocketFactory
 from multihost_migration.remote import SshTarget as SshTarget
@@ -39,7 +43,7 @@ log = logging.getLogger(__name__)
 SSH_PORT = 22
 ETC_NETNS = Path("/etc/netns")
 CREATED_FILE = "created.json"   # root-fs paths the lab had to create, removed by down
-LAB_FORMAT = 2                  # 2: hosts share the machine's /tmp
+LAB_FORMAT = 3                  # 2: hosts share the machine's /tmp; 3: guest segment
 
 
 def inventory_path(state_dir: Path) -> Path:
@@ -62,8 +66,10 @@ def up(cfg: LabConfig) -> Inventory:
         if healthy.python != sys.executable:  # another checkout drives the lab now
             healthy = replace(healthy, python=sys.executable)
             healthy.save(inventory_path(cfg.state_dir))
+        for host in guestnet.unplugged(healthy):   # `up` repairs an unplug-net fault
+            guestnet.replug(healthy, host)
         return _apply_qemu(cfg, healthy)
-    check_subnet_free(cfg.subnet)   # before touching anything
+    check_subnets_free(cfg)   # before touching anything
     if lab_namespaces() or cfg.state_dir.exists():
         log.info("repairing: removing the remains of a previous lab")
         down(cfg)
@@ -92,7 +98,9 @@ def _build(cfg: LabConfig) -> Inventory:
 
     names = ["ctl"] + cfg.host_names()
     _build_network(cfg, names)
-    _write_hosts_files(cfg, names)
+    guestnet.build_segment(cfg, cfg.host_names())
+    _write_hosts_files(cfg, names + [guestnet.CLIENT])
+    ifup = guestnet.write_ifup(state)
 
     hosts: list[LabHost] = []
     known_hosts: list[str] = []
@@ -108,9 +116,11 @@ def _build(cfg: LabConfig) -> Inventory:
         pending.append((LabHost(name, ns, address, pid), host_dir))
         pub = sshd.public_key(host_dir / "ssh_host_ed25519_key").rsplit(" ", 1)[0]
         known_hosts.append(f"{name},{address} {pub}")
+    client = _start_client_sshd(cfg, authorized, known_hosts)
     for host, _ in pending:   # start all, then wait: the sshds come up in parallel
         sshd.wait_listening(host.netns, host.address, SSH_PORT, host.sshd_pid)
         hosts.append(host)
+    sshd.wait_listening(client.netns, client.address, SSH_PORT, client.sshd_pid)
     (state / "known_hosts").write_text("\n".join(known_hosts) + "\n")
 
     inv = Inventory(
@@ -123,9 +133,26 @@ def _build(cfg: LabConfig) -> Inventory:
                       for sub, mode in SHARED_SUBDIRS.items()},
         python=sys.executable,
         lab_format=LAB_FORMAT,
+        guest_net=guestnet.describe(cfg, cfg.host_names(), client, ifup),
     )
     inv.save(inventory_path(state))
     return inv
+
+
+def _start_client_sshd(cfg: LabConfig, authorized: Path, known_hosts: list[str]) -> LabHost:
+    """The client namespace's sshd (no shared storage there): how a host
+    asks the outside world to measure its guest's network."""
+    name = guestnet.CLIENT
+    host_dir = cfg.state_dir / name
+    host_dir.mkdir(parents=True, exist_ok=True)
+    sshd.generate_key(host_dir / "ssh_host_ed25519_key", f"mhm-lab-{name}")
+    address = cfg.address(name)
+    sshd.write_config(host_dir, address, SSH_PORT, authorized)
+    ns = cfg.netns_of(name)
+    pid = sshd.start(ns, name, host_dir, None)
+    pub = sshd.public_key(host_dir / "ssh_host_ed25519_key").rsplit(" ", 1)[0]
+    known_hosts.append(f"{name},{address} {pub}")
+    return LabHost(name, ns, address, pid)
 
 
 def _apply_qemu(cfg: LabConfig, inv: Inventory) -> Inventory:
@@ -208,6 +235,8 @@ def _healthy_inventory(cfg: LabConfig) -> Inventory | None:
         return None
     if inv.shared_dir != str(cfg.shared_dir):
         return None
+    if inv.guest_net is None or inv.guest_net.subnet != cfg.guest_subnet:
+        return None
     problems = status_problems(inv)
     if problems:
         log.info("lab is not healthy: %s", "; ".join(problems))
@@ -219,11 +248,15 @@ def status_problems(inv: Inventory) -> list[str]:
     """What is wrong with a lab, empty if every part answers."""
     problems = []
     expected = {inv.bridge_netns, inv.controller.netns} | {h.netns for h in inv.hosts}
+    if inv.guest_net is not None:
+        expected.add(inv.guest_net.client.netns)
     for ns in sorted(expected - set(lab_namespaces())):
         problems.append(f"namespace {ns} missing")
     if problems:
         return problems
-    for host in inv.hosts:
+    problems += guestnet.problems(inv)
+    sshds = list(inv.hosts) + ([inv.guest_net.client] if inv.guest_net else [])
+    for host in sshds:
         try:
             with netns.entered(inv.controller.netns):
                 sock = socket.create_connection((host.address, inv.ssh.port), timeout=2.0)
@@ -248,6 +281,8 @@ def exec_argv(inv: Inventory, host: str, command: list[str]) -> list[str]:
     """argv that runs `command` as if on lab host `host` (or the controller)."""
     if not command:
         raise LabError("nothing to run: give a command after --")
+    if host == guestnet.CLIENT and inv.guest_net is not None:
+        return ["ip", "netns", "exec", inv.guest_net.client.netns, *command]
     target = inv.host(host)
     if host == "ctl":
         return ["ip", "netns", "exec", target.netns, *command]

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Optional
 
 from multihost_migration.errors import LabError
 from multihost_migration.lab.config import SHARED_SUBDIRS, VIRT_TEST_ROOT
@@ -68,13 +69,16 @@ def write_config(host_dir: Path, address: str, port: int, authorized_keys: Path)
     return cfg
 
 
-def mount_script(shared_dir: Path, hostname: str) -> str:
-    """Shell run in the host's fresh mount and UTS namespaces before exec'ing sshd."""
+def mount_script(shared_dir: Optional[Path], hostname: str) -> str:
+    """Shell run in the host's fresh mount and UTS namespaces before exec'ing
+    sshd; without `shared_dir` (the client namespace) no shared storage."""
     lines = [
         "set -e",
         f"hostname {shlex.quote(hostname)}",
-        f"mount -t tmpfs -o mode=0755 mhm-virt-test {VIRT_TEST_ROOT}",
     ]
+    if shared_dir is None:
+        return "\n".join(lines)
+    lines.append(f"mount -t tmpfs -o mode=0755 mhm-virt-test {VIRT_TEST_ROOT}")
     for sub, mode in SHARED_SUBDIRS.items():
         target = VIRT_TEST_ROOT / sub
         lines.append(f"mkdir -p {target}")
@@ -84,7 +88,7 @@ def mount_script(shared_dir: Path, hostname: str) -> str:
     return "\n".join(lines)
 
 
-def start(netns: str, hostname: str, host_dir: Path, shared_dir: Path,
+def start(netns: str, hostname: str, host_dir: Path, shared_dir: Optional[Path],
           timeout: float = 10.0) -> int:
     """Start sshd for one host; returns its pid once it accepts connections."""
     cfg = host_dir / "sshd_config"
