@@ -19,9 +19,19 @@ from multihost_migration.guest.console import ConsoleSession
 from multihost_migration.migration import MigrationData, MultihostMigration
 from multihost_migration.params import Params
 from multihost_migration.qemu.env import Env
+from multihost_migration.storage import StoragePlan
 from multihost_migration.scenarios._defects import tcg_lost_writes_possible
 
 log = logging.getLogger(__name__)
+
+
+def disk_load_command(after_mib: int, mib: int, device: str = "/dev/vda") -> str:
+    """Guest shell line: rewrite `mib` MiB after the first `after_mib` MiB
+    (past the disk pattern) with random data, synced, over and over, in the
+    background: writes that land while the disks are mirrored."""
+    return (f"(while :; do dd if=/dev/urandom of={device} bs=64k seek={after_mib * 16} "
+            f"count={mib * 16} oflag=direct conv=fsync 2>/dev/null; sleep 0.2; done) "
+            f">/dev/null 2>&1 &")
 
 
 class IntegrityMigration(MultihostMigration):
@@ -31,6 +41,9 @@ class IntegrityMigration(MultihostMigration):
         self.memdirty_mib = params.get_int("memdirty_mib", 16)
         self.disk_mib = params.get_int("disk_check_mib", 8)
         self.disk_seed = params.get_int("disk_check_seed", 1234)
+        # storage_mode = copy: a disk under write load while the mirror runs
+        self.disk_load_mib = params.get_int(
+            "disk_load_mib", 4 if StoragePlan.from_params(params).copy else 0)
         workaround = str(params.get("tcg_tlb_workaround", "auto"))
         # auto: under TCG, between QEMU versions where the lost writes were seen
         self.tlb_churn = workaround == "yes" or (
@@ -47,6 +60,8 @@ class IntegrityMigration(MultihostMigration):
             session = self._console(name)
             if self.disk_mib:
                 DiskPattern(session).write(self.disk_seed, self.disk_mib)
+            if self.disk_load_mib:
+                session.cmd(disk_load_command(self.disk_mib, self.disk_load_mib))
             if self.memdirty_mib:
                 MemoryDirtier(session).start(self.memdirty_mib, tcg_workaround=self.tlb_churn)
 

@@ -444,6 +444,30 @@ class Preflight:
         for images in self._distinct(hosts[0], "images_base_dir", DEFAULT_IMAGES_DIR):
             self._shared_dir(hosts, images)
 
+    def _needs_shared(self, images: str) -> list[str]:
+        """The selected tests that keep `images` shared (storage_mode = shared)."""
+        from multihost_migration.storage import StoragePlan
+        hosts = list(self.targets)
+        return [str(test.get("shortname") or test.get("name") or "?")
+                for test, params in zip(self.tests, self._host_params(hosts[0]))
+                if str(params.get("images_base_dir", DEFAULT_IMAGES_DIR)) == images
+                and not StoragePlan.from_params(params).copy]
+
+    def share_hint(self, hosts: list[str], images: str) -> str:
+        """What to do when `images` is not shared: the exact commands of an
+        NFS export on the first host and the mounts on the others, or copy."""
+        first = self.addresses.get(hosts[0], hosts[0])
+        clients = " ".join(f"{self.addresses.get(h, h)}(rw,sync,no_root_squash,"
+                           f"no_subtree_check)" for h in hosts[1:])
+        dir_ = shlex.quote(images)
+        mounts = "; ".join(
+            f"on {h}: apt-get install -y nfs-common && mount -t nfs {first}:{dir_} {dir_}"
+            for h in hosts[1:])
+        return (f"share it over NFS: on {hosts[0]}: apt-get install -y nfs-kernel-server "
+                f"&& echo '{images} {clients}' >> /etc/exports && exportfs -ra; {mounts} "
+                f"(and the same line in /etc/fstab); or migrate the disks along instead: "
+                f"storage_mode = copy (each host keeps its own images)")
+
     def _shared_dir(self, hosts: list[str], images: str) -> None:
         token = secrets.token_hex(8)
         path = f"{images}/.mhm-preflight-{token}"
@@ -454,10 +478,16 @@ class Preflight:
         try:
             for host in hosts[1:]:
                 code, out = self._run(host, f"cat {shlex.quote(path)}")
-                self.add(host, "shared", code == 0 and out == token,
-                         f"sees {hosts[0]}'s file in {images}" if out == token else
-                         f"does not see the file {hosts[0]} wrote in {images}: "
-                         "the storage is not shared")
+                if code == 0 and out == token:
+                    self.add(host, "shared", True, f"sees {hosts[0]}'s file in {images}")
+                    continue
+                needs = self._needs_shared(images)
+                self.add(host, "shared", not needs,
+                         f"does not see the file {hosts[0]} wrote in {images}: the storage "
+                         f"is not shared" + (
+                             f", and storage_mode = shared needs it ({', '.join(needs)}): "
+                             f"{self.share_hint(hosts, images)}" if needs else
+                             " (fine: storage_mode = copy, each host its own images)"))
         finally:
             self._run(hosts[0], f"rm -f {shlex.quote(path)}")
 
