@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from typing import Any, Optional
 
 from multihost_migration.errors import GuestError, LoginError, MigrationTimeout, VMError
 from multihost_migration.legacy.monitor import LegacyMonitor
 from multihost_migration.legacy.session import LegacySession
 from multihost_migration.legacy.unsupported import unsupported
+from multihost_migration.qemu import settings as mig_settings
 from multihost_migration.qemu.stats import TERMINAL_STATUSES, MigrationStats
 from multihost_migration.qemu.vm import VM, VMState
 from multihost_migration.verdicts import TestNAError
@@ -92,6 +94,17 @@ class LegacyVM(VM):
         if self.state is VMState.MIGRATING:
             return super().wait_for_migration(max(5.0, deadline - time.monotonic()), waiter)
         return stats
+
+    def apply_migration_settings(self, settings: mig_settings.MigrationSettings
+                                 ) -> mig_settings.AppliedSettings:
+        """The plan's settings on top of what the legacy test set itself
+        through vm.monitor (a capability on, a speed, a downtime): those
+        stay, where the engine would return them to QEMU's launch values."""
+        on = tuple(name for name, state in mig_settings.query_capabilities(
+            self._qemu("apply_migration_settings")).items() if state)
+        kept = replace(settings, capabilities=tuple(dict.fromkeys(settings.capabilities + on)))
+        self._default_parameters = dict(self.qmp("query-migrate-parameters") or {})
+        return super().apply_migration_settings(kept)
 
     # -- reboot -----------------------------------------------------------------
 
