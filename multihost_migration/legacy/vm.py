@@ -139,8 +139,12 @@ class LegacyVM(VM):
     # -- network ------------------------------------------------------------------
 
     def get_address(self, index: int = 0) -> str:
-        """The guest's network address, when one is known (params);
+        """The guest's network address: its NIC's on the guest segment
+        (`guest_network = yes`, qemu/netdev.py), or one the params name;
         TEST_NA while the guest has none."""
+        nic = self.config.nic
+        if nic is not None and nic.ip:
+            return str(nic.ip)
         for key in ADDRESS_PARAMS:
             for name in (f"{key}_nic{index + 1}", key):
                 value = self.params.get(name)
