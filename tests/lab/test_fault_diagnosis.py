@@ -73,8 +73,10 @@ def test_frozen_host_is_unresponsive_and_swept_by_the_next_job(
         proc = popen_run("only integrity.ping_pong", "migrate_count=4",
                          f"sync_timeout={sync_timeout}",
                          f"host_unresponsive_timeout={unresponsive}")
-        assert wait_until(lambda: bool(faults.processes(guest_lab, "h2", "/mig2-")), 180), \
+        # mig2 goes h2 -> h1: its destination QEMU on h1 appears, then h2 hangs
+        assert wait_until(lambda: bool(faults.processes(guest_lab, "h1", "/mig2-dst/")), 180), \
             "the second migration never started"
+        time.sleep(2.0)
         faults.freeze(guest_lab, "h2")
         hit = time.monotonic()
         out, _ = proc.communicate(timeout=sync_timeout + 120)
