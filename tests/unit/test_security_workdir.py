@@ -87,7 +87,7 @@ class _Recorder(RemoteHost):
 
     def run(self, command: str, timeout: float = 60.0, check: bool = True,
             on_line: Optional[Callable[[str], None]] = None, get_pty: bool = False,
-            cancel: Optional[threading.Event] = None) -> CommandResult:
+            cancel: Optional[threading.Event] = None, outbox: Any = None) -> CommandResult:
         self.commands.append(command)
         out = "/tmp/mhm-j-h1.Ab3dEf9h\n" if "mktemp -d" in command else ""
         return CommandResult(command, 0, out, "", 0.0)
@@ -109,7 +109,8 @@ def test_the_controller_runs_the_job_in_a_fresh_workdir(tmp_path: Path,
     runner._run_client("h1", Params({"job_id": "j"}), tmp_path / "h1", 10.0,
                        dispatch.HostOutcome("h1"))
     commands = _Recorder.commands
-    assert "mktemp -d" in commands[0]
+    assert "flock -n" in commands[0]     # first: what earlier jobs left (hostwatch sweep)
+    assert "mktemp -d" in commands[1]
     assert not any("mkdir -p -m 0700" in c for c in commands)
     assert "put /tmp/mhm-j-h1.Ab3dEf9h/params.json" in commands
     assert any(c.startswith("cd /tmp/mhm-j-h1.Ab3dEf9h && ") for c in commands)
