@@ -80,6 +80,8 @@ def test_lost_writes_allowance_only_where_seen() -> None:
     assert tcg_lost_writes_possible({"accel": "tcg", "qemu_pair_versions": "7.2.22 7.2.22"})
     assert not tcg_lost_writes_possible({"accel": "tcg",
                                          "qemu_pair_versions": "10.0.2 10.0.2"})
+    # a mixed pair migrates both ways: one of them from the 7.2 source
+    assert tcg_lost_writes_possible({"accel": "tcg", "qemu_pair_versions": "10.0.2 7.2.22"})
     assert not tcg_lost_writes_possible({"accel": "kvm", "qemu_pair_versions": "7.2.22 7.2.22"})
     # versions unknown (no preflight): the allowance applies, as before
     assert tcg_lost_writes_possible({"accel": "tcg"})
