@@ -301,9 +301,10 @@ class Preflight:
         infos = self._test_qemu(index)
         reasons = []
         for host, have in self._test_features(test).items():
-            for feature in have.missing(wanted):
+            missing = [qemu_features.describe(f) for f in have.missing(wanted)]
+            if missing:
                 what = infos[host].describe() if host in infos else "its QEMU"
-                reasons.append(f"{host}: {what} lacks {qemu_features.describe(feature)} "
+                reasons.append(f"{host}: {what} lacks {', '.join(missing)} "
                                f"(not in its QMP schema)")
         return "; ".join(reasons) or None
 

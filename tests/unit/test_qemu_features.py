@@ -100,7 +100,8 @@ class SchemaPreflight(Preflight):
         return 0, ""
 
 
-TEST = {"shortname": "mapped_ram", "vms": "vm1", "qemu_features": "mapped-ram migrate-pause"}
+TEST = {"shortname": "mapped_ram", "vms": "vm1",
+        "qemu_features": "mapped-ram migrate-pause zero-page-detection:multifd"}
 PLAIN = {"shortname": "integrity", "vms": "vm1"}
 
 
@@ -114,8 +115,8 @@ def test_missing_feature_is_named_with_host_binary_and_version() -> None:
     for host in ("h1", "h2"):
         check._qemu(host)
     reason = check.not_applicable(TEST)
-    assert reason == ("h1: qemu-system-x86_64 (QEMU 7.2.0) lacks mapped-ram "
-                      "(not in its QMP schema)")
+    assert reason == ("h1: qemu-system-x86_64 (QEMU 7.2.0) lacks mapped-ram, "
+                      "zero-page-detection value multifd (not in its QMP schema)")
     assert check.not_applicable(PLAIN) is None
     assert check.pair_params(PLAIN) == {"qemu_pair_versions": "7.2.0 10.0.2"}
     assert not check.failures
