@@ -22,7 +22,7 @@ from multihost_migration.lab import lab
 from multihost_migration.lab.config import LabConfig
 from multihost_migration.lab.demo import ROOT, autotest_remote_argv
 from multihost_migration.lab.inventory import Inventory
-from tests.lab.test_autotest_remote import guest_lab  # noqa: F401
+from tests.lab.test_autotest_remote import TEST_HOSTS, guest_lab  # noqa: F401
 
 SCENARIO = ["only tcp", "only migrate_multi_host"]
 
@@ -78,12 +78,12 @@ def run(argv: list[str], timeout: float = 600) -> subprocess.CompletedProcess[st
 
 def test_ansible_inventory_and_a_requirement_no_host_meets(
         guest_lab: Inventory, tmp_path: Path) -> None:  # noqa: F811
-    hosts = ["h1", "h2"]
+    hosts = TEST_HOSTS
     path = ansible_inventory(guest_lab, hosts, tmp_path / "inventory.yml")
     proc = run(command(guest_lab, tmp_path / "r", hosts, ("-M", str(path))))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    assert outcome(tmp_path / "r") == [
-        ("multihost_migration.h1_h2", "migrate_multi_host.tcp.JeOS.mhm", "GOOD", 1)]
+    assert outcome(tmp_path / "r") == [(f"multihost_migration.{'_'.join(hosts)}",
+                                        "migrate_multi_host.tcp.JeOS.mhm", "GOOD", 1)]
     job = json.loads((tmp_path / "r" / "results.json").read_text())["job"]
     assert len(job["identity"]) == 64 and job["shard"] is None
 
@@ -94,7 +94,7 @@ def test_ansible_inventory_and_a_requirement_no_host_meets(
     (test,) = json.loads((tmp_path / "na" / "results.json").read_text())["tests"]
     assert test["status"] == "TEST_NA"
     assert test["reason"].startswith("no pair of hosts meets require_cpu_flags = no_such_flag")
-    assert "h1: CPU lacks no_such_flag" in test["reason"]
+    assert f"{hosts[0]}: CPU lacks no_such_flag" in test["reason"]
     assert "MiB of memory" not in test["reason"]          # 64 MiB: every host has it
 
 
