@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 from multihost_migration.errors import ConfigError, MigrationTestError
-from multihost_migration.remote import SshTarget, default_known_hosts
+from multihost_migration.remote import default_known_hosts
 from multihost_migration.report.model import redact_args
 from multihost_migration.server.control_env import AutoservError, namespace
-from multihost_migration.server.inventory import pool_from_args
+from multihost_migration.server.inventory import pool_from_args, ssh_target
 from multihost_migration.server.job import JobOptions, ServerJob
 from multihost_migration.server.sharding import Shard, job_identity
 from multihost_migration.status import parse
@@ -224,9 +224,9 @@ def verify(options: JobOptions) -> int:
                         extra_cfg_lines(options.args))[0]
     targets = {}
     for machine in options.machines:
-        target = SshTarget.parse(machine, **options.ssh_defaults)
+        target = ssh_target(machine, options.ssh_defaults, options.pool)
         targets[target.hostname] = target
-    addresses = {h: resolve(t.hostname) for h, t in targets.items()}
+    addresses = {h: resolve(t.connect_address) for h, t in targets.items()}
     checks = Preflight(targets, test, options.remote_python or "python3", addresses)
     for check in checks.run():
         print(check.line())

@@ -20,6 +20,7 @@ naming both.  Every error names the file, and the line where there is one.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -344,6 +345,14 @@ def form_pairs(machines: list[str], pool: Optional[Pool], n: int
     full = len(rest) - len(rest) % n
     pairs = fixed + [rest[i:i + n] for i in range(0, full, n)]
     return sorted(pairs, key=lambda p: [SshTarget.parse(m).hostname for m in p]), rest[full:]
+
+
+def ssh_target(machine: str, defaults: Mapping[str, Any], pool: Optional[Pool]) -> SshTarget:
+    """How to reach `machine`: its spec, the job's SSH defaults, then what
+    the inventory says of that host (address, key)."""
+    target = SshTarget.parse(machine, **defaults)
+    spec = pool.host(target.hostname) if pool is not None else None
+    return dataclasses.replace(target, **spec.ssh_overrides()) if spec else target
 
 
 def inventory_digest(pool: Pool) -> str:

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import logging
 import sys
@@ -21,7 +20,7 @@ from typing import Any, Callable, Optional, Sequence
 from multihost_migration.errors import ConfigError
 from multihost_migration.remote import SshTarget
 from multihost_migration.report.progress import Progress
-from multihost_migration.server.inventory import Pool
+from multihost_migration.server.inventory import Pool, ssh_target
 from multihost_migration.server.sharding import Shard
 from multihost_migration.status import StatusLog
 from multihost_migration.verdicts import PASSING, reason_of, status_of
@@ -83,9 +82,7 @@ class ServerJob:
             return self._wheelhouse
 
     def ssh_target(self, machine: str) -> SshTarget:
-        target = SshTarget.parse(machine, **self.options.ssh_defaults)
-        spec = self.options.pool.host(target.hostname) if self.options.pool else None
-        return dataclasses.replace(target, **spec.ssh_overrides()) if spec else target
+        return ssh_target(machine, self.options.ssh_defaults, self.options.pool)
 
     def add_test_result(self, entry: dict[str, Any]) -> None:
         with self._tests_lock:

@@ -138,3 +138,16 @@ def test_plain_pairs_as_before() -> None:
     pool = parse_plain("h1 h2 h3", "-m")
     pairs, left = form_pairs(pool.machines(), pool, 2)
     assert pairs == [["h1", "h2"]] and left == ["h3"]
+
+
+def test_ssh_target_takes_the_inventory_address_and_key() -> None:
+    from multihost_migration.server.inventory import ssh_target
+    pool = parse_ansible(ANSIBLE, "inv.yml")
+    defaults = {"user": "root", "port": 22, "key_filename": "/default/key"}
+    target = ssh_target("root@h1:2222", defaults, pool)
+    assert (target.hostname, target.connect_address, target.port, target.key_filename) == (
+        "h1", "10.0.0.1", 2222, "/default/key")
+    target = ssh_target("other@h4", defaults, pool)
+    assert (target.connect_address, target.user, target.key_filename) == (
+        "h4", "other", "/keys/id")
+    assert ssh_target("h7", defaults, None).connect_address == "h7"
