@@ -240,8 +240,11 @@ def plan_for_job(job: Any, pairs: Sequence[list[str]], extra_lines: Sequence[str
     from pathlib import Path
 
     from multihost_migration.server.selection import default_cfg, select_tests
-    cfg = job.options.cfg or default_cfg(Path(job.control))
-    tests = select_tests(cfg, list(extra_lines))
+    try:
+        cfg = job.options.cfg or default_cfg(Path(job.control))
+        tests = select_tests(cfg, list(extra_lines))
+    except ConfigError:     # reported per pair by the server test, as always
+        return Plan([Round([], [list(p) for p in pairs])] if pairs else [], [])
     needed = [t for t in tests if Requirements.from_test(t)]
     machines = [m for p in pairs for m in p]
     facts: dict[str, HostFacts] = {}

@@ -91,3 +91,16 @@ def test_plan_keeps_qualifying_pairs() -> None:
     result = plan([{"shortname": "t", "require_cpu_flags": "avx"}],
                   [["h1", "h4"], ["h2", "h3"]], facts, _pair)
     assert result.rounds[0].pairs == [["h1", "h4"], ["h2", "h3"]]
+
+
+def test_a_selection_error_is_left_to_the_server_test(tmp_path: Any) -> None:
+    from types import SimpleNamespace
+
+    from multihost_migration.server.requirements import plan_for_job
+    cfg = tmp_path / "t.cfg"
+    cfg.write_text("variants:\n    - a:\n")
+    job = SimpleNamespace(options=SimpleNamespace(cfg=cfg), control=str(tmp_path / "c.srv"))
+    result = plan_for_job(job, [["h1", "h2"]], ["only nothing_matches"], _pair)
+    assert [(r.tests, r.pairs) for r in result.rounds] == [([], [["h1", "h2"]])]
+    result = plan_for_job(job, [["h1", "h2"]], [], _pair)     # no requirements: no probe
+    assert [(r.tests, r.pairs) for r in result.rounds] == [([], [["h1", "h2"]])]
