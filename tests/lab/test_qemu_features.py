@@ -40,7 +40,8 @@ def run(inv: Inventory, tmp_path: Path, select: str, *args: str,
     proc = run_autotest_remote(inv, tmp_path / "r", *args, options=("--cfg", str(cfg)),
                                timeout=timeout)
     took = time.monotonic() - start
-    assert proc.returncode == 0, proc.stdout[-4000:]
+    # 1: a FAIL, judged per test below (a known defect only where it was seen)
+    assert proc.returncode in (0, 1), proc.stdout[-4000:]
     tests = json.loads((tmp_path / "r" / "results.json").read_text())["tests"]
     out = {t["name"].split(".tcp")[0]: t for t in tests}
     print(f"\n{select} {' '.join(args)}: {took:.0f} s")
@@ -76,6 +77,7 @@ def assert_not_applicable(test: dict[str, Any], feature: str, version: str) -> N
 def test_72_pair_lacks_mapped_ram_and_zero_page_recovers_postcopy(
         guest_lab: Inventory, tmp_path: Path) -> None:  # noqa: F811
     tests = run(guest_lab, tmp_path, "only mapped_ram, zero_page, postcopy_recover")
+    assert all(t["status"] in ("GOOD", "TEST_NA") for t in tests.values()), tests
     for name, feature in NOT_ON_72.items():
         assert_not_applicable(tests[name], feature, "7.2")
     recover = tests["postcopy_recover"]
