@@ -311,6 +311,10 @@ class VM:
         deadline (e.g. a MIGRATION event with a given status)."""
         return self._channel("wait_for_event").events.wait_for(match, mark, timeout)
 
+    def events_since(self, mark: int) -> list[dict[str, Any]]:
+        """Every QMP event of this QEMU since `mark`, in order."""
+        return self._channel("events_since").events.since(mark)
+
     def query_status(self) -> str:
         return str(self.qmp("query-status")["status"])
 

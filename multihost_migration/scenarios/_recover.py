@@ -16,9 +16,9 @@ Source (drives it):
    statuses go postcopy-recover -> postcopy-active -> completed; the time
    from the heal to `completed` is measured (`heal_to_completed_ms`).
 
-Evidence (results.json, stats.<vm>.evidence): the source's statuses seen
-(postcopy-paused and postcopy-recover must be among them, with RAM sent in
-postcopy), the destination's status when told to pause and after
+Evidence (results.json, stats.<vm>.evidence): the source's statuses, from
+its MIGRATION events (postcopy-paused and postcopy-recover must be among
+them, with RAM sent in postcopy), the destination's status when told to pause and after
 migrate-recover; the destination then checks every page of the memory
 dirtier and the disk pattern.
 
@@ -48,6 +48,12 @@ from multihost_migration.verdicts import TestFail
 log = logging.getLogger(__name__)
 
 
+def migration_events(vm: VM, mark: int) -> list[str]:
+    """The statuses of `vm`'s MIGRATION events since `mark`, in order."""
+    return [str((e.get("data") or {}).get("status")) for e in vm.events_since(mark)
+            if e.get("event") == "MIGRATION"]
+
+
 class RecoverMigration(FeatureMigration):
     def __init__(self, test: Any, params: Params, env: Env) -> None:
         super().__init__(test, params, env)
@@ -68,6 +74,7 @@ class RecoverMigration(FeatureMigration):
         session = self._sync_session(f"{mig_data.mig_id}-recover", [mig_data.src, mig_data.dst])
         try:
             vm.apply_migration_settings(plan.settings)
+            mark = vm.event_mark()   # QEMU's MIGRATION events: every status it went through
             vm.migrate(plan.request(mig_data.vm_ports, wait=False, postcopy_after_passes=None))
             seen: list[str] = []
             wait_status(vm, {"active"}, 60, seen, until=passes_at_least(self.after_passes))
@@ -96,12 +103,13 @@ class RecoverMigration(FeatureMigration):
                                      f"{final.get('error-desc', '')}; statuses "
                                      f"{' -> '.join(seen)}\n{vm.log_tail()}")
             vm.wait_for_migration(30)   # VM state and final statistics
-            self.found[vm.name] = {"statuses": seen, "heal_to_completed_ms": took_ms,
+            self.found[vm.name] = {"statuses": migration_events(vm, mark),
+                                   "heal_to_completed_ms": took_ms,
                                    "heal_to_postcopy_active_ms": resumed_ms,
                                    "partition_ms": with_block}
             log.info("%s: recovered; from the heal: %d ms to postcopy-active again, %d ms "
-                     "to completed; statuses %s", vm.name, resumed_ms, took_ms,
-                     " -> ".join(seen))
+                     "to completed; statuses (MIGRATION events) %s", vm.name, resumed_ms,
+                     took_ms, " -> ".join(self.found[vm.name]["statuses"]))
         finally:
             session.close()
 
@@ -158,8 +166,8 @@ class RecoverMigration(FeatureMigration):
             wait_status(vm, {"postcopy-paused"}, 30, seen)
             port = free_port(mig_data.plan.listen)
             vm.qmp("migrate-recover", uri=f"tcp:{mig_data.plan.listen}:{port}")
-            self.found[vm.name] = {"status_when_told": told, "statuses": seen,
-                                   "recover_port": port}
+            self.found[vm.name] = {"status_when_told": told, "recover_port": port,
+                                   "statuses": migration_events(vm, 0)}
             log.info("%s: paused here (was %s), migrate-recover listening on port %d",
                      vm.name, told, port)
             session.sync({"port": port}, tag="recover", timeout=self.sync_timeout)
