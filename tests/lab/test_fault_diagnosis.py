@@ -70,7 +70,7 @@ def test_frozen_host_is_unresponsive_and_swept_by_the_next_job(
     sync_timeout, unresponsive = 60, 15
     thawed = []
     try:
-        proc = popen_run("only integrity.ping_pong", "migrate_count=4",
+        proc = popen_run("only integrity.once", "migrate_count=4",
                          f"sync_timeout={sync_timeout}",
                          f"host_unresponsive_timeout={unresponsive}")
         # mig2 goes h2 -> h1: its destination QEMU on h1 appears, then h2 hangs
@@ -89,7 +89,7 @@ def test_frozen_host_is_unresponsive_and_swept_by_the_next_job(
     assert took < sync_timeout + 30, f"the job ended {took:.0f} s after the freeze"
     assert proc.returncode == 2, out[-3000:]
     results = json.loads((tmp_path / "r" / "results.json").read_text())
-    test = next(t for t in results["tests"] if "ping_pong" in t["name"])
+    test = next(t for t in results["tests"] if t["name"] == TEST)
     h2 = test["host_results"]["h2"]
     assert h2["status"] == "ERROR" and h2["reason"].startswith("host h2 unresponsive since"), h2
     assert "last phase:" in h2["reason"], h2

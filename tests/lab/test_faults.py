@@ -211,7 +211,8 @@ def _preflight_failure(inv: Inventory, tmp_path: Path, *args: str) -> str:
     proc = run_autotest_remote(inv, tmp_path / "r", *args, timeout=120)
     assert proc.returncode == 2, proc.stdout[-2000:]
     status = (tmp_path / "r" / "status.log").read_text()
-    assert TEST not in status, "a test started despite the preflight failure"
+    assert not [e for e in parse(status) if e.status == "START" and e.subdir == TEST], \
+        "a test started despite the preflight failure"
     fails = [e.reason for e in parse(status) if e.status == "ERROR"]
     assert fails and fails[0].startswith("preflight failed"), status
     return fails[0]

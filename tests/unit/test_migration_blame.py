@@ -146,3 +146,9 @@ def test_a_relayed_report_stops_the_work_and_every_sync_wait() -> None:
     assert interrupted == fired
     mig._relayed(relay.PeerReport("failed", "h2", "FAIL", "my own"))   # ignored
     assert len(fired) == 1
+
+
+def test_a_local_symptom_of_a_peers_interruption_is_an_interruption() -> None:
+    peer = SyncAborted("job:watch", "h2", "Interrupted on h2: interrupted: received SIGINT")
+    with pytest.raises(Interrupted):
+        host("h1", peer)._blame(MigrationError("console gone"))
