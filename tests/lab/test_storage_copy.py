@@ -66,7 +66,7 @@ def test_copy_on_local_storage_and_shared_mode_refused(local_lab: Inventory,
     finally:
         h1.close()
         h2.close()
-    cfg = write_cfg(tmp_path, "only storage_copy.integrity", "only tcp", "migrate_count = 1")
+    cfg = write_cfg(tmp_path, "only storage_copy.copy_integrity", "only tcp", "migrate_count = 1")
     proc = run_autotest_remote(local_lab, tmp_path / "copy", options=("--cfg", str(cfg)),
                                timeout=400)
     assert proc.returncode == 0, proc.stdout[-3000:]
@@ -91,8 +91,8 @@ def test_copy_transport_matrix(local_lab: Inventory, tmp_path: Path) -> None:
     tests = _tests(tmp_path / "r")
     assert proc.returncode == 0, proc.stdout[-3000:]
     for name, test in tests.items():
-        if ".integrity." in name or ".migrate_multi_host." in name:
+        if ".copy_integrity." in name or ".copy_multi_host." in name:
             assert test["status"] == "GOOD", (name, test["reason"])
-        if ".integrity." in name:
+        if ".copy_integrity." in name:
             _check_copy(test)
     assert {n.split(".")[2] for n in tests} >= {"tcp", "tls_x509", "tcp_multifd"}
