@@ -23,8 +23,8 @@ XBZRLE_SEEN = frozenset({("7.2", "7.2")})
 #: Lost guest writes of a dirtier that never leaves the CPU (integrity
 #: without tcg_tlb_workaround): stale pages on the destination.  Measured
 #: on the lab (README): seen with a 7.2 source (7.2 -> 7.2: 48 pages in 1
-#: of 32 migrations; 7.2 -> 10.0: 2 pages in 1 of 18), never with a 10.0
-#: source (10.0 -> 10.0: 0 of 32+, 10.0 -> 7.2: 0 of 17).
+#: of 82 migrations; 7.2 -> 10.0: 2 pages in 1 of 18), never with a 10.0
+#: source (10.0 -> 10.0: 0 of 82, 10.0 -> 7.2: 0 of 17).
 LOST_WRITES = ("guest memory corrupted",)
 LOST_WRITES_SEEN = frozenset({("7.2", "7.2"), ("7.2", "10.0")})
 

@@ -90,6 +90,19 @@ def login(vm: "VM", timeout: float = 60.0, network: bool = True) -> ConsoleSessi
     return vm.wait_for_login(timeout)
 
 
+def _detached(command: str) -> str:
+    """`command` in the background, not a job of the shell: a job of the
+    shell that ends interrupts its read, and busybox ash with echo off exits
+    then (the session would close).  stdin never the terminal."""
+    return f"({command} &)"
+
+
+def _wait_done(session: ConsoleSession, port: int, deadline: float) -> None:
+    """Until the guest's nc (for `port`) has exited (bounded by `deadline`)."""
+    session.cmd(f"while pidof nc >/dev/null; do usleep 50000; done  # port {port}",
+                timeout=max(5.0, deadline - time.monotonic()))
+
+
 def _port() -> int:
     low, high = COPY_PORTS
     return low + secrets.randbelow(high - low)
@@ -124,13 +137,14 @@ def copy_files_to(session: ConsoleSession, vm: "VM", local: Union[str, Path],
     data = Path(local).read_bytes()
     address, port = _guest_address(vm), _port()
     deadline = time.monotonic() + timeout
-    session.cmd(f"nc -l -p {port} > {shlex.quote(remote)} &", timeout=timeout)
+    session.cmd(_detached(f"nc -l -p {port} < /dev/null > {shlex.quote(remote)}"),
+                timeout=timeout)
     with _connect(address, port, deadline) as sock:
         sock.settimeout(max(1.0, deadline - time.monotonic()))
         sock.sendall(data)
         sock.shutdown(socket.SHUT_WR)
         sock.recv(1)   # the guest's nc closes once it has everything
-    session.cmd("wait", timeout=max(5.0, deadline - time.monotonic()))
+    _wait_done(session, port, deadline)
     _check(session, remote, hashlib.md5(data).hexdigest(), f"{local} -> {vm.name}:{remote}",
            timeout)
 
@@ -140,11 +154,12 @@ def copy_files_from(session: ConsoleSession, vm: "VM", remote: str,
     """Copy `remote` from the guest to the host's `local`, checked by md5."""
     address, port = _guest_address(vm), _port()
     deadline = time.monotonic() + timeout
-    session.cmd(f"nc -l -p {port} < {shlex.quote(remote)} &", timeout=timeout)
+    session.cmd(_detached(f"nc -l -p {port} < {shlex.quote(remote)} > /dev/null"),
+                timeout=timeout)
     chunks = []
     with _connect(address, port, deadline) as sock:
+        # no shutdown of our side: busybox nc stops sending when it sees EOF
         sock.settimeout(max(1.0, deadline - time.monotonic()))
-        sock.shutdown(socket.SHUT_WR)
         while True:
             chunk = sock.recv(65536)
             if not chunk:
@@ -152,7 +167,7 @@ def copy_files_from(session: ConsoleSession, vm: "VM", remote: str,
             chunks.append(chunk)
     data = b"".join(chunks)
     Path(local).write_bytes(data)
-    session.cmd("wait", timeout=max(5.0, deadline - time.monotonic()))
+    _wait_done(session, port, deadline)
     _check(session, remote, hashlib.md5(data).hexdigest(), f"{vm.name}:{remote} -> {local}",
            timeout)
 

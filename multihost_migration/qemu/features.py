@@ -42,9 +42,11 @@ def probe_command(binary: str, timeout: float = 20.0) -> str:
     Its stdout is the QMP transcript `schema_from_transcript` reads."""
     script = ('{"execute":"qmp_capabilities"}\n{"execute":"query-qmp-schema"}\n'
               '{"execute":"quit"}\n')
+    # The pause before the exit: the reply (~200 KB) is read to its end
+    # before the exit status arrives (seen cut short without it).
     return (f"printf %s {shlex.quote(script)} | timeout {timeout:g} "
             f"{shlex.quote(binary)} -machine none -nodefaults -display none -S "
-            f"-qmp stdio")
+            f"-qmp stdio; status=$?; sleep 0.5; exit $status")
 
 
 def schema_from_transcript(text: str) -> list[dict[str, Any]]:

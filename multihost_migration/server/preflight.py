@@ -262,16 +262,21 @@ class Preflight:
         key = (host, binary, version)
         with _SCHEMA_LOCK:
             known = _SCHEMA_CACHE.get(key)
-        if known is None:
+        for attempt in range(3 if known is None else 0):   # a transcript cut short: again
             code, out = self._run(host, qemu_features.probe_command(binary), timeout=60)
             try:
-                known = qemu_features.QemuFeatures.from_schema(qemu_features.schema_from_transcript(out))
+                known = qemu_features.QemuFeatures.from_schema(
+                    qemu_features.schema_from_transcript(out))
+                break
             except ValueError as err:
-                self.add(host, "qmp schema", False, f"{binary}: query-qmp-schema "
-                         f"(exit {code}): {err}")
-                return
-            with _SCHEMA_LOCK:
-                _SCHEMA_CACHE[key] = known
+                if attempt == 2:
+                    self.add(host, "qmp schema", False, f"{binary}: query-qmp-schema "
+                             f"(exit {code}, 3 tries): {err}")
+                    return
+        if known is None:
+            return
+        with _SCHEMA_LOCK:
+            _SCHEMA_CACHE[key] = known
         with self._lock:
             self.features[(host, binary)] = known
         self.add(host, "qmp schema", True, f"{binary}: {len(known.names)} features")

@@ -154,6 +154,20 @@ def test_a_broken_probe_is_a_preflight_failure() -> None:
     check._qemu("h1")
     [failure] = check.failures
     assert failure.name == "qmp schema" and "cannot open display" in failure.detail
+    assert "3 tries" in failure.detail
+
+
+def test_a_transcript_cut_short_is_asked_again() -> None:
+    class Flaky(SchemaPreflight):
+        def _run(self, host: str, command: str, timeout: float = 30.0) -> tuple[int, str]:
+            code, out = super()._run(host, command, timeout)
+            if "query-qmp-schema" in command and len(self.probes) == 1:
+                return code, out[:300]        # the first answer cut short
+            return code, out
+    check = Flaky([TEST], {"h1": "10.0.2", "h2": "10.0.2"})
+    check._qemu("h1")
+    assert not check.failures and len(check.probes) == 2
+    assert check.features[("h1", "qemu-system-x86_64")].has("mapped-ram")
 
 
 def test_plan_without_an_answer_says_what_to_declare() -> None:
