@@ -19,8 +19,9 @@ from typing import Optional, Sequence
 from multihost_migration.lab import lab
 from multihost_migration.lab.config import LabConfig
 from multihost_migration.lab.demo import ROOT, autotest_remote_argv
-from multihost_migration.status import parse
+from multihost_migration.status import StatusEntry, parse
 
+VERDICTS = ("GOOD", "WARN", "FAIL", "ERROR", "TEST_NA", "ABORT")
 #: What the lab's tiny guest runs instead of what tp-qemu's multi_host.cfg
 #: asks (tcpdump, dhclient, stress): guest-side commands only.
 GUEST_COMMANDS = (
@@ -41,6 +42,12 @@ def user_cfg(checkout: Path, filters: Sequence[str]) -> str:
                       "only pc", "only vhost_src_no_dst_no", *filters, ""])
 
 
+def is_test_verdict(entry: StatusEntry) -> bool:
+    """A test's verdict line (not a host's, the group's or the job's)."""
+    return (entry.status in VERDICTS and "/" not in entry.subdir and entry.subdir != "----"
+            and not entry.subdir.startswith("multihost_migration."))
+
+
 def run(checkout: Path, results: Path, filters: Sequence[str],
         timeout: float = 3600.0) -> tuple[int, list[tuple[str, str, str]]]:
     """autotest-remote on the lab; (exit status, [(test, verdict, reason)])."""
@@ -56,8 +63,7 @@ def run(checkout: Path, results: Path, filters: Sequence[str],
     verdicts = []
     log = results / "status.log"
     for entry in parse(log.read_text()) if log.exists() else []:
-        if entry.indent == 2 and entry.status in ("GOOD", "WARN", "FAIL", "ERROR",
-                                                   "TEST_NA", "ABORT"):
+        if is_test_verdict(entry):
             verdicts.append((entry.operation, entry.status, entry.reason))
     if not verdicts:
         verdicts.append(("(run)", f"exit {proc.returncode}", proc.stdout[-2000:]))

@@ -10,6 +10,7 @@ import pytest
 
 from multihost_migration.lab.demo import ROOT
 from multihost_migration.lab.inventory import Inventory
+from multihost_migration.lab.legacy_run import is_test_verdict
 from multihost_migration.status import parse
 from tests.lab.test_autotest_remote import guest_lab, run_autotest_remote  # noqa: F401
 
@@ -26,7 +27,7 @@ def legacy_cfg(tmp_path: Path, *lines: str) -> Path:
 
 def verdicts(results: Path) -> dict[str, str]:
     return {e.operation: e.status for e in parse((results / "status.log").read_text())
-            if e.indent == 2 and e.status in ("GOOD", "WARN", "FAIL", "ERROR", "TEST_NA")}
+            if is_test_verdict(e)}
 
 
 def test_legacy_fixture_tcp_online(guest_lab: Inventory, tmp_path: Path) -> None:  # noqa: F811
