@@ -675,74 +675,10 @@ class MultihostMigration:
             log.info("%s: this host takes no part", mig_data.mig_id)
             return
         session = self._sync_session(mig_data.mig_id, [mig_data.src, mig_data.dst])
-        timeouts = mig_data.plan.timeouts
-        timeout = timeouts.sync
         # Guests with a NIC: their network measured from outside (netcheck/).
         net = NetworkChecks.for_vms([(vm.name, vm.params) for vm in mig_data.plan.vms])
-        found = None
         try:
-            self._hook_before(mig_data)
-            if mig_data.is_dst():
-                self.destroy_stale_vms(mig_data)
-                progress.info("waiting\t%s: incoming from %s", mig_data.mig_id, mig_data.src)
-            session.barrier("ready", timeout=timeout)
-            if mig_data.plan.storage.copy:
-                mig_data.disk_copy = DiskCopy(mig_data.plan, self.hostid, self.address_of)
-                mig_data.disk_copy.exchange_sizes(session, timeout)
-            if mig_data.is_src():
-                self.prepare_vms(mig_data)
-                if start_work is not None:
-                    start_work(mig_data)
-                if net is not None:
-                    net.start()
-                ports = session.sync(None, timeout=timeouts.work + timeout, tag="ports")
-                mig_data.vm_ports = {k: int(v) for k, v in ports[mig_data.dst].items()}
-                self._ports_exchanged(mig_data)
-                if mig_data.disk_copy is not None:
-                    mig_data.disk_copy.exchange_ports(session, timeout)
-                self.migrate_vms_src(mig_data)
-                if net is not None:
-                    net.switched()
-                mig_data.stats = {vm.name: (vm.last_migration or vm.migration_stats()).as_dict()
-                                  for vm in mig_data.vms}
-                if mig_data.disk_copy is not None:
-                    for name, entry in mig_data.stats.items():
-                        entry["disk_copy"] = mig_data.disk_copy.stats(name)
-            else:
-                ports = self.migrate_vms_dest(mig_data)
-                session.sync(ports, timeout=timeouts.work + timeout, tag="ports")
-                self._ports_exchanged(mig_data)
-                if mig_data.disk_copy is not None:
-                    mig_data.disk_copy.exchange_ports(session, timeout)
-            # The destination waits here, not on QEMU: if the source fails it
-            # aborts the session and this returns at once with its reason.
-            states = session.sync(mig_data.stats or None,
-                                  timeout=timeouts.migration + timeout, tag="migrated")
-            mig_data.stats = mig_data.stats or states.get(mig_data.src) or {}
-            if mig_data.plan.cancel_delay is not None:   # cancelled on purpose
-                self._after_cancel(mig_data, session)
-                return
-            if mig_data.is_dst():
-                self.wait_vms_dest(mig_data)
-                if mig_data.disk_copy is not None:   # export stopped / partial copy removed
-                    mig_data.disk_copy.finish_destination(mig_data.vms)
-            progress.info("checking\t%s", mig_data.mig_id)
-            if mig_data.is_src():
-                self.check_vms_src(mig_data)
-                if net is not None:
-                    net.finish()
-            else:
-                self.check_vms_dst(mig_data)
-                if net is not None:
-                    found = net.check_destination(self.hostid)
-                if check_work is not None:
-                    check_work(mig_data)
-            checked = session.sync(found, timeout=timeouts.work + timeout, tag="checked")
-            if net is not None and mig_data.is_src():
-                problems = net.record(mig_data.stats, mig_data.dst, checked.get(mig_data.dst))
-                if problems:
-                    raise NetworkCheckError("; ".join(problems))
-            self._hook_after(mig_data)
+            self._migration_steps(mig_data, session, net, start_work, check_work)
         except SyncAborted as peer:
             self._discard_copy(mig_data)
             self._local_root_cause(peer)
@@ -758,6 +694,90 @@ class MultihostMigration:
             if net is not None:
                 net.close()
             session.close()
+
+    def _migration_steps(self, mig_data: MigrationData, session: SyncData,
+                         net: Optional[NetworkChecks], start_work: Optional[Work],
+                         check_work: Optional[Work]) -> None:
+        """Both sides of one migration, step by step (module docstring)."""
+        timeouts = mig_data.plan.timeouts
+        self._hook_before(mig_data)
+        if mig_data.is_dst():
+            self.destroy_stale_vms(mig_data)
+            progress.info("waiting\t%s: incoming from %s", mig_data.mig_id, mig_data.src)
+        session.barrier("ready", timeout=timeouts.sync)
+        if mig_data.plan.storage.copy:
+            mig_data.disk_copy = DiskCopy(mig_data.plan, self.hostid, self.address_of)
+            mig_data.disk_copy.exchange_sizes(session, timeouts.sync)
+        if mig_data.is_src():
+            self._source_side(mig_data, session, net, start_work)
+        else:
+            self._destination_side(mig_data, session)
+        # The destination waits here, not on QEMU: if the source fails it
+        # aborts the session and this returns at once with its reason.
+        states = session.sync(mig_data.stats or None,
+                              timeout=timeouts.migration + timeouts.sync, tag="migrated")
+        mig_data.stats = mig_data.stats or states.get(mig_data.src) or {}
+        if mig_data.plan.cancel_delay is not None:   # cancelled on purpose
+            self._after_cancel(mig_data, session)
+            return
+        if mig_data.is_dst():
+            self.wait_vms_dest(mig_data)
+            if mig_data.disk_copy is not None:   # export stopped / partial copy removed
+                mig_data.disk_copy.finish_destination(mig_data.vms)
+        progress.info("checking\t%s", mig_data.mig_id)
+        found = self._check_side(mig_data, net, check_work)
+        checked = session.sync(found, timeout=timeouts.work + timeouts.sync, tag="checked")
+        if net is not None and mig_data.is_src():
+            problems = net.record(mig_data.stats, mig_data.dst, checked.get(mig_data.dst))
+            if problems:
+                raise NetworkCheckError("; ".join(problems))
+        self._hook_after(mig_data)
+
+    def _source_side(self, mig_data: MigrationData, session: SyncData,
+                     net: Optional[NetworkChecks], start_work: Optional[Work]) -> None:
+        """Source: boot, start work, learn the ports, migrate, keep the stats."""
+        timeouts = mig_data.plan.timeouts
+        self.prepare_vms(mig_data)
+        if start_work is not None:
+            start_work(mig_data)
+        if net is not None:
+            net.start()
+        ports = session.sync(None, timeout=timeouts.work + timeouts.sync, tag="ports")
+        mig_data.vm_ports = {k: int(v) for k, v in ports[mig_data.dst].items()}
+        self._ports_exchanged(mig_data)
+        if mig_data.disk_copy is not None:
+            mig_data.disk_copy.exchange_ports(session, timeouts.sync)
+        self.migrate_vms_src(mig_data)
+        if net is not None:
+            net.switched()
+        mig_data.stats = {vm.name: (vm.last_migration or vm.migration_stats()).as_dict()
+                          for vm in mig_data.vms}
+        if mig_data.disk_copy is not None:
+            for name, entry in mig_data.stats.items():
+                entry["disk_copy"] = mig_data.disk_copy.stats(name)
+
+    def _destination_side(self, mig_data: MigrationData, session: SyncData) -> None:
+        """Destination: QEMUs waiting for the stream; their ports to the source."""
+        timeouts = mig_data.plan.timeouts
+        ports = self.migrate_vms_dest(mig_data)
+        session.sync(ports, timeout=timeouts.work + timeouts.sync, tag="ports")
+        self._ports_exchanged(mig_data)
+        if mig_data.disk_copy is not None:
+            mig_data.disk_copy.exchange_ports(session, timeouts.sync)
+
+    def _check_side(self, mig_data: MigrationData, net: Optional[NetworkChecks],
+                    check_work: Optional[Work]) -> Optional[dict[str, dict[str, Any]]]:
+        """Each side's checks; the destination's network findings, for the source."""
+        if mig_data.is_src():
+            self.check_vms_src(mig_data)
+            if net is not None:
+                net.finish()
+            return None
+        self.check_vms_dst(mig_data)
+        found = net.check_destination(self.hostid) if net is not None else None
+        if check_work is not None:
+            check_work(mig_data)
+        return found
 
     def _discard_copy(self, mig_data: MigrationData) -> None:
         """Destination of a failed copy-mode migration: no partial image stays."""
