@@ -1,12 +1,13 @@
 """`mhm`: the embedded lab and the tiny guest from the command line.
 
-    mhm lab up [--hosts N] [--subnet CIDR] [--qemu h1=7.2,h2=10.0]
+    mhm lab up [--hosts N] [--subnet CIDR] [--guest-subnet CIDR] [--qemu h1=7.2,h2=10.0]
                                              build or repair the lab (each host's QEMU)
     mhm lab up --storage local               each host its own images (no shared storage)
     mhm lab down [--purge]                   remove it (--purge: shared storage too)
     mhm lab status                           what runs, what is broken
     mhm lab inventory                        the inventory YAML
-    mhm lab exec HOST -- CMD...              run CMD on a lab host (or ctl)
+    mhm lab exec HOST -- CMD...              run CMD on a lab host (or ctl, client)
+    mhm lab fault unplug-net h2 | replug-net h2   cut / restore h2's link to the guest segment
     mhm guest build [--output DIR] [--force] build the tiny guest
 """
 
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from multihost_migration.errors import MigrationTestError
 from multihost_migration.lab import lab
-from multihost_migration.lab.config import DEFAULT_SUBNET, LabConfig
+from multihost_migration.lab.config import DEFAULT_GUEST_SUBNET, DEFAULT_SUBNET, LabConfig
 from multihost_migration.lab.inventory import Inventory
 
 log = logging.getLogger("mhm")
@@ -38,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     up = lab_sub.add_parser("up", help="build or repair the lab")
     up.add_argument("--hosts", type=int, default=2)
     up.add_argument("--subnet", default=DEFAULT_SUBNET)
+    up.add_argument("--guest-subnet", default=DEFAULT_GUEST_SUBNET,
+                    help="the guests' L2 segment (client, host bridges, guests)")
     up.add_argument("--qemu", default="", metavar="HOST=VERSION,...",
                     help="each host's default QEMU, e.g. h1=7.2,h2=10.0 (hosts not "
                          "named, and every host without --qemu: the system's)")
@@ -52,9 +55,20 @@ def _parser() -> argparse.ArgumentParser:
     lab_sub.add_parser("status", help="report the lab's state")
     lab_sub.add_parser("inventory", help="print the inventory YAML")
     ex = lab_sub.add_parser("exec", help="run a command on a lab host")
-    ex.add_argument("host", help="h1, h2, ... or ctl")
+    ex.add_argument("host", help="h1, h2, ..., ctl or client")
     ex.add_argument("command", nargs=argparse.REMAINDER)
+    _fault_parser(lab_sub)
 
+    guest_p = sub.add_parser("guest", help="the tiny guest")
+    guest_sub = guest_p.add_subparsers(dest="action", required=True)
+    build = guest_sub.add_parser("build", help="build the guest (cached)")
+    build.add_argument("--output", type=Path, default=None,
+                       help="directory (default: the lab's shared images directory)")
+    build.add_argument("--force", action="store_true")
+    return p
+
+
+def _fault_parser(lab_sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     fault = lab_sub.add_parser("fault", help="inject a fault inside the lab")
     fault_sub = fault.add_subparsers(dest="fault", required=True)
     part = fault_sub.add_parser("partition", help="drop all traffic between two hosts")
@@ -72,17 +86,13 @@ def _parser() -> argparse.ArgumentParser:
     kill.add_argument("host")
     kill.add_argument("pattern")
     kill.add_argument("--signal", default="KILL")
+    for verb, what in (("unplug-net", "cut a host's link to the guest segment"),
+                       ("replug-net", "restore a host's link to the guest segment")):
+        net = fault_sub.add_parser(verb, help=what)
+        net.add_argument("host")
     for verb in ("freeze", "thaw"):
         fz = fault_sub.add_parser(verb, help=f"{verb} every process of a host")
         fz.add_argument("host")
-
-    guest_p = sub.add_parser("guest", help="the tiny guest")
-    guest_sub = guest_p.add_subparsers(dest="action", required=True)
-    build = guest_sub.add_parser("build", help="build the guest (cached)")
-    build.add_argument("--output", type=Path, default=None,
-                       help="directory (default: the lab's shared images directory)")
-    build.add_argument("--force", action="store_true")
-    return p
 
 
 def _require_root() -> None:
@@ -116,6 +126,11 @@ def _fault(inv: Inventory, args: argparse.Namespace) -> int:
     elif args.fault == "delay":
         faults.delay(inv, args.host, args.ms)
         print(f"delayed {args.host} by {args.ms} ms")
+    elif args.fault in ("unplug-net", "replug-net"):
+        from multihost_migration.lab import guestnet
+        (guestnet.unplug if args.fault == "unplug-net" else guestnet.replug)(inv, args.host)
+        print(f"{args.host}: {'cut from' if args.fault == 'unplug-net' else 'back on'} "
+              f"the guest segment")
     elif args.fault == "kill":
         name = args.signal.upper()
         sig = signal.Signals[name if name.startswith("SIG") else "SIG" + name]
@@ -146,7 +161,8 @@ def run(args: argparse.Namespace) -> int:
         from multihost_migration.lab.qemu_choice import parse_choice
         names = LabConfig(hosts=args.hosts, subnet=args.subnet).host_names()
         cfg = LabConfig(hosts=args.hosts, subnet=args.subnet,
-                        qemu=tuple(parse_choice(args.qemu, names).items()))
+                        qemu=tuple(parse_choice(args.qemu, names).items()),
+                        guest_subnet=args.guest_subnet)
         start = time.monotonic()
         inv = lab.up(cfg)
         if not args.no_guest:
@@ -166,22 +182,33 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(inv.to_yaml())
         return 0
     if args.action == "status":
-        problems = lab.status_problems(inv)
-        for host in inv.hosts:
-            print(f"{host.name}\t{host.address}\t{host.netns}\tsshd pid {host.sshd_pid}"
-                  f"\tQEMU {host.qemu_version} {host.qemu_binary}")
-        print(f"accel\t{inv.accel}\t{inv.accel_reason}")
-        if problems:
-            print("problems:\n  " + "\n  ".join(problems))
-            return 1
-        print("lab healthy")
-        return 0
+        return _status(inv)
     if args.action == "fault":
         return _fault(inv, args)
     # exec
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     argv = lab.exec_argv(inv, args.host, command)
     os.execvp(argv[0], argv)
+
+
+def _status(inv: Inventory) -> int:
+    problems = lab.status_problems(inv)
+    for host in inv.hosts:
+        print(f"{host.name}\t{host.address}\t{host.netns}\tsshd pid {host.sshd_pid}"
+              f"\tQEMU {host.qemu_version} {host.qemu_binary}")
+    print(f"accel\t{inv.accel}\t{inv.accel_reason}")
+    if inv.guest_net is not None:
+        from multihost_migration.lab import guestnet
+        net = inv.guest_net
+        cut = guestnet.unplugged(inv)
+        print(f"guest net\t{net.subnet}\tclient {net.client_address} "
+              f"(ssh {net.client.address})\t"
+              + (f"unplugged: {', '.join(cut)}" if cut else "every host plugged in"))
+    if problems:
+        print("problems:\n  " + "\n  ".join(problems))
+        return 1
+    print("lab healthy")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
