@@ -74,6 +74,7 @@ class CancelStateMigration(CancelMigration):
             mark = vm.event_mark()
             vm.start_postcopy()
         self._event(vm, state, mark)
+        before = str(vm.query_migrate().get("status"))   # what QEMU says as we cancel
         try:
             stats = vm.cancel_migration(wait=True, timeout=30)
         except QMPCommandError as err:
@@ -82,9 +83,11 @@ class CancelStateMigration(CancelMigration):
             self._refused(vm, err, mig_data)
             return
         if stats.status == "completed" and state == "device":
-            self.outcomes[mig_data.mig_id] = "cancel too late: completed first"
-            log.info("%s: the cancel on the 'device' event came too late: the migration "
-                     "completed; verified as a migration, another attempt follows", where)
+            self.too_late.append(f"{mig_data.mig_id}: sent while QEMU reported {before!r}, "
+                                 f"completed (downtime {stats.downtime_ms} ms)")
+            log.info("%s: migrate_cancel sent while the source reported %r, yet the "
+                     "migration completed; verified as a migration, another attempt follows",
+                     where, before)
             return
         if stats.status != "cancelled":
             raise TestFail(f"{where}: migrate_cancel on the {state!r} event left the "
@@ -102,6 +105,10 @@ class CancelStateMigration(CancelMigration):
         log.info("%s: QEMU refused migrate_cancel in postcopy-active: %s", vm.name, err)
         self.outcomes[mig_data.mig_id] = f"cancel refused in postcopy-active: {err}"
         vm.wait_for_migration(mig_data.plan.timeouts.migration)
+
+    def __init__(self, test: Any, params: Params, env: Env) -> None:
+        super().__init__(test, params, env)
+        self.too_late: list[str] = []     # source: cancels the migration outran
 
     def is_aborted_kind(self, mig_data: MigrationData) -> bool:  # type: ignore[override]
         """A migration to cancel whose source did not complete it (the
@@ -134,8 +141,9 @@ class CancelStateMigration(CancelMigration):
                 self.migrate_wait(self.vms, src, dst, None, self.check_work,
                                   params_append={"last_round": "yes"})
                 return
-        raise TestFail(f"the cancel on the {state!r} event came too late in {attempts} "
-                       f"attempts: each migration completed first")
+        raise TestFail(f"migrate_cancel on the {state!r} event never took in {attempts} "
+                       f"attempts: each migration completed ({'; '.join(self.too_late) or 'see '
+                       'the source'})")
 
 
 def run(test: Any, params: Params, env: Env) -> None:
