@@ -141,9 +141,9 @@ class CancelStateMigration(CancelMigration):
                 self.migrate_wait(self.vms, src, dst, None, self.check_work,
                                   params_append={"last_round": "yes"})
                 return
+        outran = "; ".join(self.too_late) or "details on the source"
         raise TestFail(f"migrate_cancel on the {state!r} event never took in {attempts} "
-                       f"attempts: each migration completed ({'; '.join(self.too_late) or 'see '
-                       'the source'})")
+                       f"attempts: each migration completed ({outran})")
 
 
 def run(test: Any, params: Params, env: Env) -> None:
