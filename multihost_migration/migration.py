@@ -599,6 +599,9 @@ class MultihostMigration:
         if mig_data.is_src():
             for vm in mig_data.vms:
                 status = vm.query_status()
+                if status == "paused" and mig_data.plan.offline:   # stopped to migrate
+                    vm.resume()
+                    status = vm.query_status()
                 if status != "running":
                     raise MigrationError(f"{vm.name}: source guest is {status!r} after the "
                                          "cancelled migration, expected 'running'")
