@@ -22,10 +22,13 @@ STALL_NOTE_AFTER = 5.0
 
 
 def qemu_death(vms: Iterable[VM], host: str, context: str = "") -> Optional[VMDiedError]:
-    """The first of `vms` whose QEMU exited without being asked to."""
+    """The first of `vms` whose QEMU was killed by a signal (from outside, or
+    a crash) without being asked to stop.  A QEMU that exited with a status
+    of its own (an incoming migration that failed because the source gave
+    up) is a consequence, not a root cause."""
     for vm in vms:
         died = vm.unexpected_exit()
-        if died is not None:
+        if died is not None and died.exitcode is not None and died.exitcode < 0:
             died.host, died.context = host, context
             return died
     return None

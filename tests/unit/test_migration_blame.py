@@ -152,3 +152,9 @@ def test_a_local_symptom_of_a_peers_interruption_is_an_interruption() -> None:
     peer = SyncAborted("job:watch", "h2", "Interrupted on h2: interrupted: received SIGINT")
     with pytest.raises(Interrupted):
         host("h1", peer)._blame(MigrationError("console gone"))
+
+
+def test_a_qemu_that_exited_on_its_own_is_a_consequence_not_the_cause() -> None:
+    """An incoming QEMU exits with status 1 when the source cancels."""
+    peer = SyncAborted("job:mig1", "h1", "MigrationError on h1: not finished after 120s")
+    host("h2", peer, [FakeVM("vm1", 1)])._local_root_cause(peer)   # nothing raised
