@@ -41,6 +41,7 @@ def run(test, params, env):
             got = sync.sync({"port": utils_misc.find_free_port(5200, 5300)}, timeout=60)
             assert sorted(got) == sorted(self.hosts)
             if self.hostid == self.master_id():
+                params["start_vm"] = "yes"      # the cfg says no: this host boots it now
                 env_process.process(test, params, env, env_process.preprocess_image,
                                     env_process.preprocess_vm)
                 vm = env.get_vm(self.vm)
