@@ -369,9 +369,7 @@ class MultihostMigration:
         peer = self._watch.fired
         if peer is None:
             return f"{type(err).__name__} on {self.hostid}: {err}"
-        if rootcause.interrupted(peer):    # the peer was interrupted: so are we
-            raise Interrupted(f"interrupted: {peer.host} was interrupted ({peer.reason})") \
-                from err
+        self._local_root_cause(peer)       # the peer was interrupted: so are we
         stalls = self._stalls.notes()
         if stalls:   # lost contact mid-migration: say where it stopped moving
             raise MigrationError(f"{peer}; {'; '.join(stalls)}") from err

@@ -55,11 +55,6 @@ class StallLog:
             if last is None or last[0] != moved:
                 self._active[key] = (moved, percent, now)
 
-    def stalled_for(self, key: str) -> float:
-        with self._lock:
-            last = self._active.get(key)
-        return time.monotonic() - last[2] if last else 0.0
-
     def ended(self, key: str) -> None:
         """Migration `key` ended: keep a note if it had stalled."""
         note = self.note(key)

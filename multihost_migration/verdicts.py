@@ -56,35 +56,31 @@ def passed(status: str) -> bool:
 class TestBaseException(Exception):
     """Root of the verdicts a scenario (or a control file) raises on purpose."""
 
-    __test__ = False  # not a pytest test class
+    __test__ = False  # not pytest test classes (inherited by the subclasses)
     status = "ERROR"
 
 
 class TestError(TestBaseException):
     """The test could not run (its own setup failed)."""
 
-    __test__ = False
     status = "ERROR"
 
 
 class TestFail(TestBaseException):
     """The scenario's check failed."""
 
-    __test__ = False
     status = "FAIL"
 
 
 class TestNAError(TestBaseException):
     """The scenario cannot run here (missing capability, named); not a failure."""
 
-    __test__ = False
     status = "TEST_NA"
 
 
 class TestWarn(TestBaseException):
     """Passed with something to look at."""
 
-    __test__ = False
     status = "WARN"
 
 
