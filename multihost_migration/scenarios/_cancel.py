@@ -222,8 +222,8 @@ class CancelMigration(IntegrityMigration):
             where = f"{vm.name} on {self.hostid} ({mig_data.mig_id} from {mig_data.src})"
             status = vm.wait_for_migration_incoming(timeout=timeout, check=False)
             if status == "completed":
-                raise TestFail(f"{where}: the incoming migration completed and the guest "
-                               f"runs here, but the source aborted it")
+                self.incoming_completed(vm, mig_data, where)
+                continue
             alive = vm.is_alive()
             tail = vm.log_tail().strip().splitlines()[-2:]
             self.env.unregister_vm(vm.name)
@@ -241,6 +241,11 @@ class CancelMigration(IntegrityMigration):
                 log.info("%s: incoming side still %r %.0f s after the source aborted "
                          "(no FIN reached it yet); destination QEMU destroyed",
                          where, status, timeout)
+
+    def incoming_completed(self, vm: VM, mig_data: MigrationData, where: str) -> None:
+        """The destination loaded a stream its source aborted: a FAIL here."""
+        raise TestFail(f"{where}: the incoming migration completed and the guest "
+                       f"runs here, but the source aborted it")
 
     def check_vms_dst(self, mig_data: MigrationData) -> None:
         if not self.is_aborted_kind(mig_data):

@@ -13,12 +13,21 @@ The pair's versions come from preflight (`qemu_pair_versions`, each
 host's QEMU in host order); without them (a run that skipped preflight)
 the allowance applies, as before these measurements.
 
+Two defects of migrate_cancel (cancel_states), both on the source's QEMU
+and both gone in 10.0 (`CancelDefect`: what, first fixed release, the
+upstream change): the scenario's verdict is WARN, naming the defect, its
+fix and the evidence, only when the source's QEMU is known (preflight)
+and older than the fix AND the outcome matches the defect's signature
+(`*_signature`); any other outcome, or the same one on a fixed QEMU, FAILs.
+
 Not a scenario itself (no `run`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional, Sequence
 
 #: (source, destination) QEMU major.minor where the lost writes were seen:
 #: always a 7.2 source (README); never from a 10.0 source.
@@ -48,4 +57,77 @@ def tcg_lost_writes_possible(params: Mapping[str, Any]) -> bool:
     return bool({(first, second), (second, first)} & TCG_LOST_WRITES_SEEN)
 
 
-__all__ = ["TCG_LOST_WRITES_SEEN", "major_minor", "pair_versions", "tcg_lost_writes_possible"]
+@dataclass(frozen=True)
+class CancelDefect:
+    """A defect of the source QEMU's migrate_cancel, fixed upstream."""
+
+    what: str
+    fixed_in: str      # the first release measured without it (and carrying the fix)
+    fix: str           # the upstream change(s), by title and release
+
+    def applies(self, version: Optional[str]) -> bool:
+        """Only on a QEMU known (preflight) and older than the fix."""
+        return bool(version) and version_key(str(version)) < version_key(self.fixed_in)
+
+    def warning(self, version: str, evidence: str) -> str:
+        return (f"KNOWN QEMU {version} DEFECT ({self.what}; fixed upstream by {self.fix}, "
+                f"first in QEMU {self.fixed_in}): {evidence}")
+
+
+CANCEL_IN_POSTCOPY = CancelDefect(
+    what="migrate_cancel accepted in postcopy-active: the source stops serving the "
+         "guest's pages, the destination QEMU exits, the guest is lost",
+    fixed_in="10.0",
+    fix="'migration: Reject qmp_migrate_cancel after postcopy' (Fabiano Rosas, "
+        "migration pull of 2025-02-14)")
+
+CANCEL_IN_DEVICE = CancelDefect(
+    what="migrate_cancel on the device event not honoured: the source reports "
+         "'cancelled' while the destination loaded the stream and runs the guest "
+         "(two running copies), or every migration completes",
+    fixed_in="10.0",
+    fix="the completion path's changes 'migration: Fix qmp_query_migrate mbps value' "
+        "(9.0: COMPLETED set under the BQL whatever a late cancel set) and "
+        "'migration: Adjust locking in migration_maybe_pause()' (10.0: "
+        "pre-switchover -> device under the BQL)")
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    """(10, 0, 2) for '10.0.2' (each part's leading digits; none: 0)."""
+    out = []
+    for part in version.split("."):
+        digits = re.match(r"\d*", part)
+        out.append(int(digits.group()) if digits and digits.group() else 0)
+    return tuple(out)
+
+
+def host_version(params: Mapping[str, Any], host: str) -> Optional[str]:
+    """The full QEMU version of `host` (params `hosts` order), None if unknown."""
+    versions = str(params.get("qemu_pair_versions") or "").split()
+    hosts = [str(h) for h in (params.get("hosts") or [])]
+    if host not in hosts or len(versions) != len(hosts):
+        return None
+    return versions[hosts.index(host)]
+
+
+def postcopy_cancel_signature(src_status: str, dst_alive: bool, dst_incoming: str) -> bool:
+    """The source took the cancel in postcopy and the destination lost the guest."""
+    return src_status == "cancelled" and (not dst_alive or dst_incoming == "failed")
+
+
+def two_copies_signature(src_status: str, dst_incoming: str, dst_runstate: str) -> bool:
+    """The source says cancelled; the destination completed and runs the guest."""
+    return src_status == "cancelled" and dst_incoming == "completed" \
+        and dst_runstate == "running"
+
+
+def outran_signature(reported: Sequence[str], sourced: int) -> bool:
+    """Every migration this host sourced completed although QEMU still
+    reported 'device' when the cancel was sent (`reported`, one per attempt)."""
+    return sourced > 0 and len(reported) == sourced and all(r == "device" for r in reported)
+
+
+__all__ = ["CANCEL_IN_DEVICE", "CANCEL_IN_POSTCOPY", "CancelDefect", "TCG_LOST_WRITES_SEEN",
+           "host_version", "major_minor", "outran_signature", "pair_versions",
+           "postcopy_cancel_signature", "tcg_lost_writes_possible", "two_copies_signature",
+           "version_key"]

@@ -85,3 +85,120 @@ def test_lost_writes_allowance_only_where_seen() -> None:
     assert not tcg_lost_writes_possible({"accel": "kvm", "qemu_pair_versions": "7.2.22 7.2.22"})
     # versions unknown (no preflight): the allowance applies, as before
     assert tcg_lost_writes_possible({"accel": "tcg"})
+
+
+def test_cancel_defects_apply_only_to_a_source_qemu_older_than_the_fix() -> None:
+    from multihost_migration.scenarios._defects import (CANCEL_IN_DEVICE, CANCEL_IN_POSTCOPY,
+                                                        host_version, version_key)
+    assert version_key("10.0.2") == (10, 0, 2) and version_key("7.2.22") < version_key("10.0")
+    assert version_key("9.2.0-rc1") == (9, 2, 0)
+    for defect in (CANCEL_IN_DEVICE, CANCEL_IN_POSTCOPY):
+        assert defect.applies("7.2.22") and defect.applies("9.2.4")
+        assert not defect.applies("10.0.2") and not defect.applies("10.1.0")
+        assert not defect.applies(None) and not defect.applies("")   # unknown: never
+    params = {"hosts": ["h1", "h2"], "qemu_pair_versions": "7.2.22 10.0.2"}
+    assert host_version(params, "h1") == "7.2.22" and host_version(params, "h2") == "10.0.2"
+    assert host_version(params, "h3") is None
+    assert host_version({"hosts": ["h1", "h2"]}, "h1") is None          # no preflight
+    assert host_version({"hosts": ["h1", "h2"], "qemu_pair_versions": "7.2.22"}, "h1") is None
+    text = CANCEL_IN_POSTCOPY.warning("7.2.22", "source 'cancelled', destination exited")
+    assert text.startswith("KNOWN QEMU 7.2.22 DEFECT (migrate_cancel accepted in postcopy")
+    assert "Reject qmp_migrate_cancel after postcopy" in text and "first in QEMU 10.0" in text
+    assert text.endswith("source 'cancelled', destination exited")
+
+
+def test_cancel_defect_signatures() -> None:
+    from multihost_migration.scenarios._defects import (outran_signature,
+                                                        postcopy_cancel_signature,
+                                                        two_copies_signature)
+    assert postcopy_cancel_signature("cancelled", dst_alive=False, dst_incoming="failed")
+    assert postcopy_cancel_signature("cancelled", dst_alive=True, dst_incoming="failed")
+    # the destination kept the guest (or the source did not take the cancel): not it
+    assert not postcopy_cancel_signature("cancelled", dst_alive=True,
+                                         dst_incoming="postcopy-active")
+    assert not postcopy_cancel_signature("completed", dst_alive=False, dst_incoming="failed")
+    assert two_copies_signature("cancelled", "completed", "running")
+    assert not two_copies_signature("failed", "completed", "running")
+    assert not two_copies_signature("cancelled", "completed", "paused")
+    assert outran_signature(["device", "device"], sourced=2)
+    assert not outran_signature(["device", "completed"], sourced=2)   # a plain late cancel
+    assert not outran_signature(["device"], sourced=2)                # one was cancelled
+    assert not outran_signature([], sourced=0)
+
+
+class _Mig:
+    def __init__(self, src: bool, cancel: bool) -> None:
+        self.src, self.params = src, {"cancel_in": "device"} if cancel else {}
+
+    def is_src(self) -> bool:
+        return self.src
+
+
+def _judge(version: str, reported: list[str], state: str = "device") -> list[str]:
+    """CancelStateMigration._never_took on a stand-in: the warnings, or raises."""
+    from types import SimpleNamespace
+
+    from multihost_migration.scenarios.migration_cancel_states import CancelStateMigration
+    warned: list[str] = []
+    host = SimpleNamespace(
+        too_late=[f"mig{i}: sent while QEMU reported {r!r}, completed" for i, r in
+                  enumerate(reported)],
+        reported=reported, hostid="h1", warn=warned.append,
+        params={"hosts": ["h1", "h2"], "qemu_pair_versions": f"{version} {version}"},
+        migrations=[_Mig(True, True), _Mig(False, True), _Mig(True, True), _Mig(False, False)])
+    CancelStateMigration._never_took(host, state, 3)  # type: ignore[arg-type]
+    return warned
+
+
+def test_every_device_cancel_outran_warns_only_on_an_old_qemu_with_the_signature() -> None:
+    warned = _judge("7.2.22", ["device", "device"])
+    assert len(warned) == 1 and "KNOWN QEMU 7.2.22 DEFECT" in warned[0]
+    assert "never took in 3 attempts" in warned[0] and "first in QEMU 10.0" in warned[0]
+    with pytest.raises(TestFail, match="never took in 3 attempts"):
+        _judge("10.0.2", ["device", "device"])                 # fixed QEMU: FAIL
+    with pytest.raises(TestFail, match="never took"):
+        _judge("7.2.22", ["device", "completed"])              # not the signature
+    with pytest.raises(TestFail, match="never took"):
+        _judge("7.2.22", ["active", "active"], state="active")  # not the device state
+
+
+class _VM:
+    name = "vm1"
+
+    def __init__(self) -> None:
+        self.destroyed = False
+
+    def query_status(self) -> str:
+        return "running"
+
+    def destroy(self, gracefully: bool = True) -> None:
+        self.destroyed = True
+
+
+def _two_copies(version: str, source: str, state: str = "device") -> tuple[list[str], _VM]:
+    """CancelStateMigration.incoming_completed on stand-ins."""
+    from types import SimpleNamespace
+
+    from multihost_migration.scenarios.migration_cancel_states import CancelStateMigration
+    warned: list[str] = []
+    vm = _VM()
+    host = SimpleNamespace(
+        params={"hosts": ["h1", "h2"], "qemu_pair_versions": f"{version} 10.0.2"},
+        hostid="h2", warn=warned.append, env=SimpleNamespace(unregister_vm=lambda n: None))
+    host._source_status = lambda m: CancelStateMigration._source_status(host, m)  # type: ignore
+    mig = SimpleNamespace(src="h1", mig_id="mig0", params={"cancel_in": state},
+                          stats={"vm1": {"status": source}})
+    CancelStateMigration.incoming_completed(host, vm, mig, "vm1 on h2")  # type: ignore[arg-type]
+    return warned, vm
+
+
+def test_two_running_copies_warn_only_from_an_old_source_that_said_cancelled() -> None:
+    warned, vm = _two_copies("7.2.22", "cancelled")
+    assert vm.destroyed and len(warned) == 1
+    assert "KNOWN QEMU 7.2.22 DEFECT (migrate_cancel on the device event" in warned[0]
+    assert "two running copies" in warned[0] and "reported 'cancelled'" in warned[0]
+    for version, source, state in (("10.0.2", "cancelled", "device"),   # fixed source
+                                   ("7.2.22", "failed", "device"),      # not the signature
+                                   ("7.2.22", "cancelled", "active")):  # another state
+        with pytest.raises(TestFail, match="completed and the guest runs here"):
+            _two_copies(version, source, state)
