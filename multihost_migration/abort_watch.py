@@ -101,11 +101,11 @@ class AbortWatch:
         except Exception as hook_err:  # noqa: BLE001 - the watcher must not die silently
             log.error("abort watch: stopping local work failed: %s", hook_err)
 
-    def abort(self, reason: str) -> None:
+    def abort(self, reason: str, kind: str = "failed") -> None:
         """Release every peer's watcher with `reason` (best effort)."""
         session = self._new(self.hostid)
         try:
-            session.abort(reason, timeout=5.0)
+            session.abort(reason, timeout=5.0, kind=kind)
         except SyncError as err:
             log.warning("abort watch: could not abort: %s", err)
         finally:

@@ -96,17 +96,25 @@ class SyncTimeout(SyncError):
     """A sync session did not complete before its deadline."""
 
 
-class SyncAborted(SyncError):
-    """A host aborted the sync session; carries that host and its reason."""
+#: Why a sync session ended early, as the sync server says it (the abort
+#: frame's "kind"): a host failed, a host was interrupted (signal, Ctrl-C),
+#: or the server lost a host's connection (nobody aborted: the link died).
+ABORT_KINDS = ("failed", "interrupted", "lost")
 
-    def __init__(self, session: str, host: str, reason: str) -> None:
+
+class SyncAborted(SyncError):
+    """A host aborted the sync session; carries that host, its reason and
+    the kind of the abort (ABORT_KINDS)."""
+
+    def __init__(self, session: str, host: str, reason: str, kind: str = "failed") -> None:
         self.session = session
         self.host = host
         self.reason = reason
+        self.kind = kind if kind in ABORT_KINDS else "failed"
         super().__init__(session, host, reason)
 
     def __str__(self) -> str:
-        if self.reason.startswith("lost contact with"):   # nobody aborted: the link died
+        if self.kind == "lost":
             return f"{self.reason} (sync session {self.session!r})"
         return f"sync session {self.session!r} aborted by {self.host}: {self.reason}"
 

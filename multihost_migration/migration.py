@@ -55,7 +55,7 @@ from multihost_migration.rootcause import StallLog
 from multihost_migration.storage import StoragePlan
 from multihost_migration.storage_copy import DiskCopy, install_tls_bundle, tls_bundle
 from multihost_migration.sync import SyncData, SyncServer
-from multihost_migration.verdicts import Interrupted
+from multihost_migration.verdicts import Interrupted, abort_kind
 
 log = logging.getLogger(__name__)
 # Phases for the controller's live display; the client job forwards them.
@@ -65,11 +65,11 @@ PROGRESS_INTERVAL = 0.5
 Work = Callable[["MigrationData"], None]
 
 
-def _abort_quietly(session: SyncData, reason: str) -> None:
+def _abort_quietly(session: SyncData, reason: str, kind: str = "failed") -> None:
     """Best effort: the error being reported matters more than a failed abort
     (the server may be gone already, its peers then released anyway)."""
     try:
-        session.abort(reason)
+        session.abort(reason, kind=kind)
     except SyncError as err:
         log.warning("could not abort sync session %s: %s", session.session_id, err)
 
@@ -270,18 +270,19 @@ class MultihostMigration:
             if preprocess_env:
                 self._prepare_disks()
         except BaseException as err:  # nobody gets an object to clean up: do it here
-            self._unwind_init(f"{type(err).__name__} on {self.hostid}: {err}", watching)
+            self._unwind_init(f"{type(err).__name__} on {self.hostid}: {err}", watching,
+                              abort_kind(err))
             raise
 
-    def _unwind_init(self, reason: str, watching: bool) -> None:
+    def _unwind_init(self, reason: str, watching: bool, kind: str) -> None:
         """__init__ failed: release the peers with `reason`, stop the watch
         thread, close the sync client and stop the sync server, each step
         even if one before it failed."""
         self._relay_stop()
         try:
             if watching:  # the sync server is up: tell the peers at once
-                _abort_quietly(self._main_sync, reason)
-                self._watch.abort(reason)  # releases this host's own watcher too
+                _abort_quietly(self._main_sync, reason, kind)
+                self._watch.abort(reason, kind)  # releases this host's own watcher too
                 self._watch.stop()
         finally:
             self._main_sync.close()
@@ -314,10 +315,11 @@ class MultihostMigration:
         if isinstance(warnings, list):
             warnings.append(message)
 
-    def abort(self, reason: str) -> None:
-        """Release every peer at once: they raise SyncAborted with `reason`."""
-        _abort_quietly(self._main_sync, reason)
-        self._watch.abort(reason)
+    def abort(self, reason: str, kind: str = "failed") -> None:
+        """Release every peer at once: they raise SyncAborted with `reason`
+        (`kind` "interrupted" when this host stops on a signal)."""
+        _abort_quietly(self._main_sync, reason, kind)
+        self._watch.abort(reason, kind)
 
     def _relayed(self, report: relay.PeerReport) -> None:
         """The controller reports that a peer failed or stopped answering: as
@@ -806,7 +808,7 @@ class MultihostMigration:
             self._local_root_cause(peer)
             raise
         except BaseException as err:
-            self.abort(self._blame(err))
+            self.abort(self._blame(err), abort_kind(err))
             raise
         finally:
             self.cleanup()

@@ -36,7 +36,7 @@ def qemu_death(vms: Iterable[VM], host: str, context: str = "") -> Optional[VMDi
 
 def interrupted(err: SyncAborted) -> bool:
     """The peer's abort was an interruption (signal, Ctrl-C), not a failure."""
-    return err.reason.startswith(("Interrupted on ", "interrupted"))
+    return err.kind == "interrupted"
 
 
 class StallLog:

@@ -88,6 +88,12 @@ class Interrupted(BaseException):
     """The job received a termination signal."""
 
 
+def abort_kind(err: BaseException) -> str:
+    """How a host that stops on `err` aborts its sync sessions: an
+    interruption stays one on every peer (errors.ABORT_KINDS)."""
+    return "interrupted" if isinstance(err, (Interrupted, KeyboardInterrupt)) else "failed"
+
+
 def status_of(err: BaseException) -> str:
     """The verdict an exception that ended a test stands for."""
     if isinstance(err, (Interrupted, KeyboardInterrupt)):

@@ -12,8 +12,10 @@ addresses); data is any JSON value (tuples arrive as lists, dict keys as
 strings; at most 100 levels deep, 1 MiB per frame).  Untagged sync() calls are
 numbered per SyncData, so every host must make the same sequence of them.  A
 timeout, an abort, or a connection lost before close() ends the session for
-every host at once (SyncAborted names the host and the reason); hosts that
-join later get the same SyncAborted.  Close every SyncData (or use ``with``).
+every host at once (SyncAborted names the host, the reason and the kind:
+"failed", "interrupted" for a host stopped by a signal, "lost" when the
+server lost a host's connection); hosts that join later get the same
+SyncAborted.  Close every SyncData (or use ``with``).
 
 Handshake (details in `wire`): hello (client nonce) -> welcome (server nonce)
 -> the client's first frame under the connection key, which covers both

@@ -26,6 +26,7 @@ from multihost_migration.errors import (ConfigError, SyncAborted, SyncBarrierTim
                                         SyncConnectTimeout, SyncError, SyncProtocolError,
                                         SyncTimeout)
 from multihost_migration.sync import wire
+from multihost_migration.verdicts import abort_kind
 from multihost_migration.sync.server import DEFAULT_PORT
 from multihost_migration.sync.wire import Message
 
@@ -118,8 +119,9 @@ class SyncData:
         """Wait until every host of the session reached `tag`."""
         self.sync(None, timeout, tag=tag)
 
-    def abort(self, reason: str, timeout: float = 5.0) -> None:
-        """Release every peer of the session at once with SyncAborted(reason)."""
+    def abort(self, reason: str, timeout: float = 5.0, kind: str = "failed") -> None:
+        """Release every peer of the session at once with SyncAborted(reason);
+        `kind` "interrupted" when this host stops on a signal."""
         with self._lock:
             if self.state is ClientState.ABORTED:
                 return
@@ -128,7 +130,7 @@ class SyncData:
                 self._ensure_joined(deadline, "abort", timeout)
             except SyncAborted:
                 return
-            self._send({"op": "abort", "reason": str(reason)}, deadline)
+            self._send({"op": "abort", "reason": str(reason), "kind": kind}, deadline)
             while True:
                 msg = self._recv(deadline, "abort", timeout)
                 if msg["op"] == "aborted":
@@ -178,7 +180,8 @@ class SyncData:
         try:
             if exc is not None and self.state is ClientState.JOINED:
                 try:
-                    self.abort(f"{type(exc).__name__}: {exc}", timeout=2.0)
+                    self.abort(f"{type(exc).__name__}: {exc}", timeout=2.0,
+                               kind=abort_kind(exc))
                 except SyncError as err:
                     self.log.warning("could not abort session %r: %s", self.session_id, err)
         finally:
@@ -314,7 +317,8 @@ class SyncData:
 
     def _set_aborted(self, msg: Message) -> None:
         self._aborted = SyncAborted(str(msg.get("session", self.session_id)),
-                                    str(msg.get("host")), str(msg.get("reason")))
+                                    str(msg.get("host")), str(msg.get("reason")),
+                                    str(msg.get("kind", "failed")))
         self.state = ClientState.ABORTED
 
     def _unexpected(self, msg: Message) -> NoReturn:

@@ -36,6 +36,7 @@ class Sync:
 @dataclass(frozen=True)
 class Abort:
     reason: str
+    kind: str = "failed"   # or "interrupted"; "lost" is the server's own
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,10 @@ def parse_request(msg: Message, peer: str) -> Request:
         reason = msg.get("reason")
         if not isinstance(reason, str):
             raise SyncProtocolError(peer, "'abort' needs a string 'reason'")
-        return Abort(reason[:MAX_REASON])
+        kind = msg.get("kind", "failed")
+        if kind not in ("failed", "interrupted"):
+            raise SyncProtocolError(peer, "'abort' kind must be 'failed' or 'interrupted'")
+        return Abort(reason[:MAX_REASON], kind)
     if op == "bye":
         return Bye()
     raise SyncProtocolError(peer, f"unknown op {op[:MAX_NAME]!r}")

@@ -348,7 +348,8 @@ class SyncServer:
             self._deliver(self._table.arrive(conn, conn.session, request.tag, request.data,
                                              request.timeout, now))
         elif isinstance(request, Abort):
-            out = self._table.abort(conn.session, conn.host, request.reason, now)
+            out = self._table.abort(conn.session, conn.host, request.reason, now,
+                                    request.kind)
             info = self._table.aborted.get(conn.session)
             if info is not None and all(c is not conn for c, _ in out):
                 out.append((conn, info.message(conn.session)))  # the aborter's ack

@@ -33,10 +33,11 @@ class AbortInfo:
     host: str
     reason: str
     when: float
+    kind: str = "failed"   # errors.ABORT_KINDS
 
     def message(self, session: str) -> Message:
         return {"op": "aborted", "session": session, "host": self.host,
-                "reason": self.reason}
+                "reason": self.reason, "kind": self.kind}
 
 
 @dataclass
@@ -103,7 +104,7 @@ class SessionTable(Generic[C]):
         session.points = {tag: p for tag, p in session.points.items() if p}
         if not clean and host not in session.conns.values():
             return self.abort(name, host, f"lost contact with {host}: its sync connection "
-                                          f"ended before close ({why})", now)
+                                          f"ended before close ({why})", now, kind="lost")
         if not session.conns:
             del self.sessions[name]
             log.debug("session %r finished", name)
@@ -133,12 +134,13 @@ class SessionTable(Generic[C]):
         message = {"op": "result", "tag": tag, "data": result}
         return [(arrival.conn, message) for arrival in point.values()]
 
-    def abort(self, name: str, host: str, reason: str, now: float) -> Outbox[C]:
+    def abort(self, name: str, host: str, reason: str, now: float,
+              kind: str = "failed") -> Outbox[C]:
         """End a session for everyone; repeated aborts keep the first reason."""
         tomb = self._tombstone(name, now)
         if tomb is not None:
             return []
-        info = AbortInfo(host, reason, now)
+        info = AbortInfo(host, reason, now, kind)
         self.aborted[name] = info
         while len(self.aborted) > self.max_tombstones:
             self.aborted.popitem(last=False)

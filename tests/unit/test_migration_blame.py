@@ -114,7 +114,8 @@ def test_own_qemu_killed_explains_a_local_symptom() -> None:
 
 
 def test_a_peer_interrupted_makes_this_host_abort_too() -> None:
-    peer = SyncAborted("job:watch", "h1", "Interrupted on h1: interrupted: received SIGINT")
+    peer = SyncAborted("job:watch", "h1", "Interrupted on h1: interrupted: received SIGINT",
+                        "interrupted")
     with pytest.raises(Interrupted) as info:
         host("h2", peer)._local_root_cause(peer)
     assert status_of(info.value) == "ABORT" and "h1 was interrupted" in str(info.value)
@@ -122,7 +123,7 @@ def test_a_peer_interrupted_makes_this_host_abort_too() -> None:
 
 def test_lost_contact_mid_migration_names_the_stall() -> None:
     peer = SyncAborted("job:mig2", "h2", "lost contact with h2: its sync connection ended "
-                                          "before close (recv failed: Connection timed out)")
+                                          "before close (recv failed: Connection timed out)", "lost")
     mig = host("h1", peer)
     mig._stalls.progress("vm1 to h2", 1000.0, 6.9)
     mig._stalls._active["vm1 to h2"] = (1000.0, 6.9, mig._stalls._active["vm1 to h2"][2] - 58)
@@ -149,7 +150,8 @@ def test_a_relayed_report_stops_the_work_and_every_sync_wait() -> None:
 
 
 def test_a_local_symptom_of_a_peers_interruption_is_an_interruption() -> None:
-    peer = SyncAborted("job:watch", "h2", "Interrupted on h2: interrupted: received SIGINT")
+    peer = SyncAborted("job:watch", "h2", "Interrupted on h2: interrupted: received SIGINT",
+                        "interrupted")
     with pytest.raises(Interrupted):
         host("h1", peer)._blame(MigrationError("console gone"))
 

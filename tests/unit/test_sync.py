@@ -285,7 +285,36 @@ def test_exception_in_with_block_aborts_session(server: SyncServer) -> None:
     assert isinstance(results["host1"], RuntimeError)
     err = results["host2"]
     assert isinstance(err, SyncAborted) and err.host == "host1"
-    assert "RuntimeError: guest did not boot" in err.reason
+    assert "RuntimeError: guest did not boot" in err.reason and err.kind == "failed"
+
+
+def test_an_interruption_reaches_the_peers_as_its_kind(server: SyncServer) -> None:
+    """The kind travels in the aborted frame: peers tell an interruption from
+    a failure without reading the reason's text."""
+    from multihost_migration.verdicts import Interrupted
+
+    def work(host: str) -> Any:
+        try:
+            with client(server, host, hosts=["host1", "host2"]) as sync:
+                sync.barrier("start", timeout=5)
+                if host == "host1":
+                    raise Interrupted("interrupted: received SIGINT")
+                return sync.barrier("end", timeout=10)
+        except Interrupted as stop:   # a BaseException: run_hosts would not keep it
+            return stop
+
+    results = run_hosts(["host1", "host2"], work)
+    assert isinstance(results["host1"], Interrupted)
+    err = results["host2"]
+    assert isinstance(err, SyncAborted) and err.host == "host1", err
+    assert err.kind == "interrupted" and err.reason.startswith("Interrupted: interrupted")
+
+
+def test_an_abort_of_an_unknown_kind_is_refused() -> None:
+    from multihost_migration.errors import SyncProtocolError
+    from multihost_migration.sync.messages import parse_request
+    with pytest.raises(SyncProtocolError, match="kind"):
+        parse_request({"op": "abort", "reason": "x", "kind": "lost"}, "peer")
 
 
 def test_disconnect_mid_session_aborts_it(server: SyncServer) -> None:
@@ -306,6 +335,7 @@ def test_disconnect_mid_session_aborts_it(server: SyncServer) -> None:
     err = results["host2"]
     assert isinstance(err, SyncAborted) and err.host == "host1"
     assert "lost contact with host1" in err.reason and "lost contact with host1" in str(err)
+    assert err.kind == "lost" and str(err).startswith("lost contact with host1")
 
 
 def test_connection_refused_is_retried_until_server_starts() -> None:
