@@ -8,11 +8,13 @@ Not a scenario itself (no `run`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator, Mapping
 
 from multihost_migration.poller import Poller
+from multihost_migration.qemu.vm import VM
 
 SAMPLE_INTERVAL = 0.05
 TCP_TABLES = ("/proc/net/tcp", "/proc/net/tcp6")
@@ -83,4 +85,21 @@ class ConnectionCounter(Poller):
         return True
 
 
-__all__ = ["ConnectionCounter", "established_to_port", "socket_inodes"]
+@contextlib.contextmanager
+def counting_connections(vms: Iterable[VM], ports: Mapping[str, int],
+                         most: dict[str, int]) -> Iterator[None]:
+    """While the block runs (the source's migration), count each VM's QEMU
+    connections to its destination port; the most open at once go into
+    `most` by VM name, also when the block fails."""
+    with contextlib.ExitStack() as stack:
+        counters = {vm.name: stack.enter_context(ConnectionCounter(vm.pid or 0, ports[vm.name]))
+                    for vm in vms}
+        try:
+            yield
+        finally:
+            stack.close()
+            most.update({name: counter.most for name, counter in counters.items()})
+
+
+__all__ = ["ConnectionCounter", "counting_connections", "established_to_port",
+           "socket_inodes"]

@@ -21,7 +21,6 @@ sampling period is far shorter than the migration even on a loaded host.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any, Mapping, Optional
 
 from multihost_migration.migration import MigrationData
@@ -30,7 +29,7 @@ from multihost_migration.qemu.env import Env
 from multihost_migration.qemu.stats import ram_counter
 from multihost_migration.qemu.vm import VM
 from multihost_migration.scenarios._connections import (  # noqa: F401 - re-exported
-    ConnectionCounter, established_to_port, socket_inodes)
+    ConnectionCounter, counting_connections, established_to_port, socket_inodes)
 from multihost_migration.scenarios._datapath import DatapathMigration, Evidence, where
 from multihost_migration.verdicts import TestFail
 
@@ -62,16 +61,8 @@ class MultifdMigration(DatapathMigration):
         self.connections: dict[str, int] = {}
 
     def migrate_vms_src(self, mig_data: MigrationData) -> None:
-        with contextlib.ExitStack() as stack:
-            counters = {vm.name: stack.enter_context(
-                ConnectionCounter(vm.pid or 0, mig_data.vm_ports[vm.name]))
-                for vm in mig_data.vms}
-            try:
-                super().migrate_vms_src(mig_data)
-            finally:
-                stack.close()
-                self.connections.update({name: counter.most
-                                         for name, counter in counters.items()})
+        with counting_connections(mig_data.vms, mig_data.vm_ports, self.connections):
+            super().migrate_vms_src(mig_data)
 
     def _channels_read_back(self, vm: VM) -> Optional[int]:
         value = vm.qmp("query-migrate-parameters").get("multifd-channels")

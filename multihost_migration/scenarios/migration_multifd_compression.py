@@ -21,7 +21,6 @@ checks every page of the memory dirtier.
 
 from __future__ import annotations
 
-import contextlib
 import subprocess
 from pathlib import Path
 from typing import Any, Optional
@@ -31,7 +30,7 @@ from multihost_migration.params import Params
 from multihost_migration.qemu.env import Env
 from multihost_migration.qemu.stats import ram_counter
 from multihost_migration.qemu.vm import VM
-from multihost_migration.scenarios._connections import ConnectionCounter
+from multihost_migration.scenarios._connections import counting_connections
 from multihost_migration.scenarios._datapath import Evidence, where
 from multihost_migration.scenarios._modern import FeatureMigration
 from multihost_migration.verdicts import TestFail
@@ -101,15 +100,8 @@ class MultifdCompressionMigration(FeatureMigration):
         self.wire[mig_data.mig_id] = (tx_bytes(device) or 0) - before
 
     def _migrate_counted(self, mig_data: MigrationData) -> None:
-        with contextlib.ExitStack() as stack:
-            counters = {vm.name: stack.enter_context(
-                ConnectionCounter(vm.pid or 0, mig_data.vm_ports[vm.name]))
-                for vm in mig_data.vms}
-            try:
-                super().migrate_vms_src(mig_data)
-            finally:
-                stack.close()
-                self.connections.update({n: c.most for n, c in counters.items()})
+        with counting_connections(mig_data.vms, mig_data.vm_ports, self.connections):
+            super().migrate_vms_src(mig_data)
 
     def _method(self, vm: VM) -> Any:
         return vm.qmp("query-migrate-parameters").get("multifd-compression")

@@ -15,7 +15,6 @@ dirtier is intact.  Without preempt: one connection, a FAIL naming it.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 from multihost_migration.migration import MigrationData
@@ -23,7 +22,7 @@ from multihost_migration.params import Params
 from multihost_migration.qemu.env import Env
 from multihost_migration.qemu.stats import ram_counter
 from multihost_migration.qemu.vm import VM
-from multihost_migration.scenarios._connections import ConnectionCounter
+from multihost_migration.scenarios._connections import counting_connections
 from multihost_migration.scenarios._datapath import Evidence, where
 from multihost_migration.scenarios._modern import FeatureMigration, capability_on
 from multihost_migration.verdicts import TestFail
@@ -53,15 +52,8 @@ class PostcopyPreemptMigration(FeatureMigration):
         self.connections: dict[str, int] = {}
 
     def migrate_vms_src(self, mig_data: MigrationData) -> None:
-        with contextlib.ExitStack() as stack:
-            counters = {vm.name: stack.enter_context(
-                ConnectionCounter(vm.pid or 0, mig_data.vm_ports[vm.name]))
-                for vm in mig_data.vms}
-            try:
-                super().migrate_vms_src(mig_data)
-            finally:
-                stack.close()
-                self.connections.update({n: c.most for n, c in counters.items()})
+        with counting_connections(mig_data.vms, mig_data.vm_ports, self.connections):
+            super().migrate_vms_src(mig_data)
 
     def source_evidence(self, vm: VM, reply: dict[str, Any],
                         mig_data: MigrationData) -> Evidence:

@@ -126,6 +126,26 @@ def test_connection_counter_sees_the_connections_of_a_process() -> None:
     assert socket_inodes(2 ** 22 + 12345) == set()   # no such process
 
 
+def test_counting_connections_records_the_most_even_when_the_block_fails() -> None:
+    from types import SimpleNamespace
+
+    from multihost_migration.scenarios._connections import counting_connections
+    vm = SimpleNamespace(name="vm1", pid=os.getpid())
+    most: dict[str, int] = {}
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+        try:
+            with pytest.raises(RuntimeError, match="the migration failed"):
+                with counting_connections([vm], {"vm1": port}, most):  # type: ignore[list-item]
+                    time.sleep(0.5)          # the poller samples every 50 ms
+                    raise RuntimeError("the migration failed")
+        finally:
+            for client in clients:
+                client.close()
+    assert most == {"vm1": 2}
+
+
 # -- postcopy --------------------------------------------------------------------
 
 def test_postcopy_bytes_prove_the_switch() -> None:
