@@ -41,7 +41,8 @@ from multihost_migration.remote import CommandResult, RemoteHost, SshTarget
 from multihost_migration.report.progress import Progress
 from multihost_migration.results_format import (MIGRATIONS_FILE, PROGRESS_PREFIX,
                                                 STATUS_PREFIX, redact, source_records)
-from multihost_migration.server.hostwatch import (DEFAULT_UNRESPONSIVE_TIMEOUT, HostWatch, Relay,
+from multihost_migration.server.hostwatch import (DEFAULT_STALE_WORKDIR_AGE,
+                                                  DEFAULT_UNRESPONSIVE_TIMEOUT, HostWatch, Relay,
                                                   left_behind, sweep_stale_workdirs)
 from multihost_migration.server.install import make_workdir
 # The cfg selection lives in selection.py; these names stay importable from
@@ -204,7 +205,8 @@ class CfgTestRunner:
                     outcome: HostOutcome) -> None:
         localdir.mkdir(parents=True, exist_ok=True)
         with RemoteHost(self.targets[host]) as remote:
-            outcome.swept = sweep_stale_workdirs(remote, host)
+            outcome.swept = sweep_stale_workdirs(remote, host, params.get_int(
+                "stale_workdir_age", DEFAULT_STALE_WORKDIR_AGE))
             # Per host: in the lab all hosts share one PID space, and the leftover
             # sweep below must only ever match this host's processes.  Fresh and
             # private (mktemp -d, 0700): never a directory someone made before.

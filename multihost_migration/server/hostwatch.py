@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 FAILING = frozenset({"FAIL", "ERROR"})
 DEFAULT_UNRESPONSIVE_TIMEOUT = 30.0
+DEFAULT_STALE_WORKDIR_AGE = 30
 PING_INTERVAL = 5.0
 
 
@@ -116,7 +117,8 @@ def left_behind(host: str, workdir: str) -> list[str]:
             "if it was the master"]
 
 
-def sweep_stale_workdirs(remote: RemoteHost, host: str, min_age_s: int = 30) -> list[str]:
+def sweep_stale_workdirs(remote: RemoteHost, host: str,
+                         min_age_s: int = DEFAULT_STALE_WORKDIR_AGE) -> list[str]:
     """Remove what earlier jobs left on `host`: workdirs of this host whose job
     is gone (its lock is free) and older than `min_age_s`, with the processes
     that still name them.  Returns the directories removed."""

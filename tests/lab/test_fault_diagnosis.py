@@ -101,9 +101,9 @@ def test_frozen_host_is_unresponsive_and_swept_by_the_next_job(
     # the next job on h2 removes the directory it left.
     assert wait_until(lambda: not faults.processes(guest_lab, "h2", "multihost_migration.client"),
                       60), "the thawed client job did not exit"
-    time.sleep(30)   # the sweep takes only workdirs of jobs started 30 s ago or more
+    # the sweep takes only workdirs of jobs gone and started stale_workdir_age ago
     argv = autotest_remote_argv(guest_lab, tmp_path / "r2", ROOT / "control.srv",
-                                ["only migrate_multi_host"])
+                                ["only migrate_multi_host", "stale_workdir_age=1"])
     again = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stdout[-3000:]
     results2 = json.loads((tmp_path / "r2" / "results.json").read_text())
