@@ -12,7 +12,9 @@ prints, for each, the median and worst of:
 Needs the lab up and the guest built (`mhm lab up`); run it under the lab
 lock, alone on the machine for figures worth comparing:
 
-    flock /tmp/mhm-lab.lock .venv/bin/python benchmarks/net_downtime.py [ROUNDS]
+    flock /tmp/mhm-lab.lock .venv/bin/python benchmarks/net_downtime.py [ROUNDS [with|without]]
+
+(a variant alone: each half of the figures in its own lock hold)
 """
 
 from __future__ import annotations
@@ -67,7 +69,10 @@ def main() -> int:
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 20
     print(f"{rounds} migrations each (TCG, 256 MiB tiny guest, virtio-net, 5 ms UDP probe)")
     print(f"{'':18}{'':13}{'median':>9}  {'worst':>9}")
+    only = sys.argv[2] if len(sys.argv) > 2 else ""
     for name, extra in VARIANTS.items():
+        if only and not name.startswith(only + " "):
+            continue
         with tempfile.TemporaryDirectory(prefix="mhm-netbench-") as tmp:
             start = time.monotonic()
             stats = run(rounds, extra, Path(tmp))

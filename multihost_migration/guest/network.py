@@ -8,7 +8,13 @@ password in clear on a network namespace nobody else sees.  A real guest
 with sshd needs a different `NetworkSession.open` (the same shell protocol
 runs over it).
 
-    session = login(vm, timeout=60)             # network, else serial console
+The VM's own methods are the API (qemu/vm.py): `vm.wait_for_login()` logs
+in over the network when the VM has a NIC (`login_via = auto`, the
+default), the serial console when it has none or the network login fails;
+`vm.copy_files_to/from(host_path, guest_path)` copy in a network session
+of their own.  Underneath, this module:
+
+    session = network_login("vm1", "198.19.0.123", 30, username=..., ...)
     copy_files_to(session, vm, "local.bin", "/tmp/remote.bin")
     copy_files_from(session, vm, "/tmp/remote.bin", "back.bin")
 
@@ -27,7 +33,7 @@ import shlex
 import socket
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, Optional, Union
 
 import aexpect
 
@@ -64,30 +70,45 @@ class NetworkSession(ConsoleSession):
             command, auto_close=False, prompt=self.shell_prompt,
             output_func=self._log_line, output_params=())
 
+    def _setup_shell(self, timeout: float) -> None:
+        # Unlike the serial console's shell, this one ends when its connection
+        # closes, and the kernel then hangs up its process group: what it
+        # started in the background (dirtier, heartbeat...) must live on.
+        super()._setup_shell(timeout)
+        self.cmd("trap '' HUP", timeout=timeout)
+
+
+def network_login(vm_name: str, address: str, timeout: float,
+                  logger: Optional[logging.Logger] = None, *, username: str,
+                  password: str, shell_prompt: str, login_prompt: str,
+                  password_prompt: str) -> NetworkSession:
+    """A logged-in NetworkSession to `address` (telnet); LoginError naming
+    the VM and the address when there is none within `timeout`."""
+    session = NetworkSession(vm_name, address, logger=logger, username=username,
+                             password=password, shell_prompt=shell_prompt,
+                             login_prompt=login_prompt, password_prompt=password_prompt)
+    try:
+        session.open()
+        session.login(timeout)
+    except (GuestError, aexpect.ExpectError, aexpect.ShellError) as err:
+        session.close()
+        reason = err.reason if isinstance(err, LoginError) else str(err)
+        output = err.output if isinstance(err, LoginError) else ""
+        raise LoginError(vm_name, f"no login over the network ({address}:{TELNET_PORT}): "
+                         f"{reason}", output) from err
+    except BaseException:
+        session.close()
+        raise
+    return session
+
 
 def login(vm: "VM", timeout: float = 60.0, network: bool = True) -> ConsoleSession:
-    """A shell on `vm`: over its network when it has a NIC (and `network`),
-    else, or when that fails, on its serial console."""
-    nic = vm.config.nic
-    if network and nic is not None:
-        creds = vm.config.login
-        session = NetworkSession(vm.name, nic.ip, username=creds.username,
-                                 password=creds.password, shell_prompt=creds.shell_prompt,
-                                 login_prompt=creds.login_prompt,
-                                 password_prompt=creds.password_prompt,
-                                 logger=vm.log.getChild("telnet"))
-        start = time.monotonic()
-        try:
-            session.open()
-            session.login(min(timeout, 30.0))
-            vm.log.info("logged in over the network (%s:%d)", nic.ip, TELNET_PORT)
-            return session
-        except (LoginError, GuestError, aexpect.ExpectError) as err:
-            session.close()
-            vm.log.warning("network login to %s failed (%s): serial console instead",
-                           nic.ip, err)
-            timeout = max(5.0, timeout - (time.monotonic() - start))
-    return vm.wait_for_login(timeout)
+    """A shell on `vm`: `vm.wait_for_login` over its network when it has a
+    NIC (and `network`), the serial console as fallback; with `network`
+    false, the serial console.  (The VM class's own method, also for a
+    subclass that overrides wait_for_login on top of this.)"""
+    from ..qemu.vm import VM   # noqa: F811  (qemu.vm imports this module)
+    return VM.wait_for_login(vm, timeout, via="auto" if network else "serial")
 
 
 def _detached(command: str) -> str:
@@ -125,15 +146,15 @@ def _connect(address: str, port: int, deadline: float) -> socket.socket:
 
 
 def _guest_address(vm: "VM") -> str:
-    if vm.config.nic is None:
-        raise GuestError(f"{vm.name}: no NIC (guest_network = no): no file copy over "
-                         "the network")
-    return vm.config.nic.ip
+    return vm.get_address()
 
 
 def copy_files_to(session: ConsoleSession, vm: "VM", local: Union[str, Path],
                   remote: str, timeout: float = 120.0) -> None:
-    """Copy the host's file `local` to `remote` in the guest, checked by md5."""
+    """Copy the host's file `local` to `remote` in the guest, checked by md5
+    (a file: a directory is a GuestError)."""
+    if Path(local).is_dir():
+        raise GuestError(f"copy to {vm.name}: {local} is a directory (files only)")
     data = Path(local).read_bytes()
     address, port = _guest_address(vm), _port()
     deadline = time.monotonic() + timeout
@@ -181,4 +202,4 @@ def _check(session: ConsoleSession, remote: str, md5: str, what: str,
     LOG.info("copied %s (md5 %s)", what, md5)
 
 
-__all__ = ["NetworkSession", "copy_files_from", "copy_files_to", "login"]
+__all__ = ["NetworkSession", "copy_files_from", "copy_files_to", "login", "network_login"]

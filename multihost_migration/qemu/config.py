@@ -16,6 +16,10 @@ Params keys understood (all plain strings, already resolved for the VM):
       drive_format   virtio (-> virtio-blk-pci) | ide | scsi-hd
     extra_params     appended verbatim (shlex-split)
     username / password / shell_prompt / login_prompt / password_prompt / login_timeout
+    login_via        auto (default): wait_for_login logs in over the guest's
+                     network when the VM has a NIC, on the serial console
+                     when it has none or the network login fails;
+                     network: over the network only; serial: the console only
     serials          extra serial ports by name (e.g. "hb0"); ttyS0 is always the console
     heartbeat        yes: ttyS1 is a heartbeat port read by the host (see
                      qemu/heartbeat.py); extra `serials` follow it (ttyS2...)
@@ -39,6 +43,7 @@ from .netdev import NicConfig
 from .tls import TLSConfig
 
 ACCELS = ("tcg", "kvm", "kvm:tcg", "tcg:kvm")
+LOGIN_VIAS = ("auto", "network", "serial")
 CACHE_MODES = ("none", "writethrough", "writeback", "directsync", "unsafe")
 DRIVE_DEVICES = {"virtio": "virtio-blk-pci", "virtio-blk": "virtio-blk-pci",
                  "ide": "ide-hd", "scsi-hd": "scsi-hd"}
@@ -62,6 +67,7 @@ class LoginConfig:
     login_prompt: str = r"login: $"
     password_prompt: str = r"[Pp]assword: $"
     timeout: float = 60.0
+    via: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -93,6 +99,9 @@ class VMConfig:
         accel = get("accel", "tcg")
         if accel not in ACCELS:
             raise ConfigError(f"{name}: accel={accel!r}, expected one of {ACCELS}")
+        if get("login_via", "auto") not in LOGIN_VIAS:
+            raise ConfigError(f"{name}: login_via={get('login_via')!r}, expected one of "
+                              f"{LOGIN_VIAS}")
         return cls(
             name=name,
             qemu_binary=get("qemu_binary", "qemu-system-x86_64"),
@@ -114,6 +123,7 @@ class VMConfig:
                 login_prompt=get("login_prompt", r"login: $"),
                 password_prompt=get("password_prompt", r"[Pp]assword: $"),
                 timeout=float(_int(name, "login_timeout", get("login_timeout", "60"))),
+                via=get("login_via", "auto"),
             ),
             heartbeat=parse_bool(get("heartbeat", "no"), f"{name}: heartbeat"),
             tls=TLSConfig.from_params(name, params),

@@ -1,4 +1,4 @@
-"""One QEMU virtual machine: launch, QMP, console login, migration, shutdown.
+"""One QEMU virtual machine: launch, QMP, guest login, migration, shutdown.
 
 Lifecycle (`VMState`), guarded by `_require_state`:
 
@@ -36,12 +36,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Callable, Mapping, Optional, Union
 
-from ..errors import (GuestError, LoginError, MigrationError, MigrationFailed,
+from ..errors import (ConfigError, GuestError, LoginError, MigrationError, MigrationFailed,
                       QMPError, VMDiedError, VMError, VMLaunchError, VMStateError)
 from ..guest.console import ConsoleSession
+from ..guest.network import NetworkSession, network_login
+from ..guest.network import copy_files_from as guest_copy_from
+from ..guest.network import copy_files_to as guest_copy_to
 from . import settings as mig_settings
 from .cmdline import RunPaths, build_command, effective_cache, o_direct_supported
-from .config import VMConfig
+from .config import LOGIN_VIAS, VMConfig
 from .heartbeat import HeartbeatRecorder
 from .link import QemuLink
 from .migration import MigrateRequest, MigrationWaiter
@@ -58,6 +61,9 @@ LAUNCH_TIMEOUT = 30.0
 #: Seconds allowed for QMP `quit` to end the process in a graceful destroy.
 QUIT_TIMEOUT = 10.0
 _MAX_SOCKET_PATH = 100
+#: Seconds a network login gets before `login_via = auto` falls back to the
+#: serial console (a booted guest answers telnet in about a second).
+NETWORK_LOGIN_TRY = 30.0
 
 
 class VMState(enum.Enum):
@@ -99,6 +105,7 @@ class VM:
         self._died: Optional[tuple[Optional[int], int, str]] = None
         self._qmp: Optional[QMPChannel] = None
         self._console: Optional[ConsoleSession] = None
+        self._network_sessions: list[NetworkSession] = []
         self._run_dir: Optional[Path] = None
         self._paths: Optional[RunPaths] = None
         self._incoming_mark = 0
@@ -535,11 +542,42 @@ class VM:
             self.log.info("incoming migration completed, guest running")
         return status
 
-    # -- guest console ----------------------------------------------------------
+    # -- guest sessions ---------------------------------------------------------
 
-    def wait_for_login(self, timeout: float = 60.0) -> ConsoleSession:
-        """Log in on the serial console; closes any earlier session first."""
+    def wait_for_login(self, timeout: float = 60.0, via: Optional[str] = None
+                       ) -> ConsoleSession:
+        """A shell on the guest, as avocado-vt's: over the guest's network
+        when the VM has a NIC, else on its serial console.
+
+        `via` (default the VM's `login_via` param): `auto` tries the network
+        (telnet, guest/network.py) and falls back to the serial console when
+        that fails (the warning says why); `network` fails instead; `serial`
+        logs in on the serial console (closing an earlier session there:
+        it takes one at a time).  Network sessions are independent (each
+        its own guest shell, all closed by destroy()).
+        """
         self._require_state("wait_for_login", VMState.RUNNING)
+        via = via or self.config.login.via
+        if via not in LOGIN_VIAS:
+            raise ConfigError(f"{self.name}: login via {via!r}, expected one of {LOGIN_VIAS}")
+        nic = self.config.nic
+        if via == "serial" or (via == "auto" and nic is None):
+            return self._serial_login(timeout)
+        start = time.monotonic()
+        try:
+            return self._network_login(timeout if via == "network"
+                                       else min(timeout, NETWORK_LOGIN_TRY))
+        except LoginError as err:
+            if via == "network":
+                raise
+            self.log.warning("%s: serial console instead", err)
+        return self._serial_login(max(5.0, timeout - (time.monotonic() - start)))
+
+    login = wait_for_login
+
+    def _serial_login(self, timeout: float) -> ConsoleSession:
+        """Log in on the serial console; closes an earlier console session first."""
+        self._require_state("serial login", VMState.RUNNING)
         self.close_console()
         login = self.config.login
         session = ConsoleSession(self.name, self.paths.serial_socket,
@@ -560,12 +598,63 @@ class VM:
         self._console = session
         return session
 
-    login = wait_for_login
+    def _network_login(self, timeout: float) -> ConsoleSession:
+        """A new telnet session to the guest's address (LoginError if none)."""
+        self._require_state("network login", VMState.RUNNING)
+        login = self.config.login
+        try:
+            session = network_login(self.name, self.get_address(), timeout,
+                                    self.log.getChild("telnet"), username=login.username,
+                                    password=login.password,
+                                    shell_prompt=login.shell_prompt,
+                                    login_prompt=login.login_prompt,
+                                    password_prompt=login.password_prompt)
+        except LoginError as err:
+            if not self.is_alive():
+                raise LoginError(self.name, f"QEMU exited: {err.reason}",
+                                 self.log_tail()) from err
+            raise
+        self._network_sessions = [s for s in self._network_sessions if s.is_open]
+        self._network_sessions.append(session)
+        self.log.info("logged in over the network (%s:%d)", session.address, session.port)
+        return session
+
+    def get_address(self, index: int = 0) -> str:
+        """The guest's address on the guest network (its NIC's, `nic_ip`);
+        GuestError when the VM has no NIC (`guest_network = no`)."""
+        nic = self.config.nic
+        if nic is None:
+            raise GuestError(f"{self.name}: no network address: the VM has no NIC "
+                             "(guest_network = no)")
+        if index != 0:
+            raise GuestError(f"{self.name}: no NIC {index} (the VM has one NIC)")
+        return nic.ip
+
+    def copy_files_to(self, host_path: str, guest_path: str, *,
+                      timeout: float = 600.0) -> None:
+        """Copy a host file into the guest over its network (in a network
+        session of its own, md5-checked; guest/network.py)."""
+        with self._network_login(min(timeout, NETWORK_LOGIN_TRY)) as session:
+            guest_copy_to(session, self, host_path, guest_path, timeout)
+
+    def copy_files_from(self, guest_path: str, host_path: str, *,
+                        timeout: float = 600.0) -> None:
+        """Copy a guest file to the host over its network (as copy_files_to)."""
+        with self._network_login(min(timeout, NETWORK_LOGIN_TRY)) as session:
+            guest_copy_from(session, self, guest_path, host_path, timeout)
 
     def close_console(self) -> None:
+        """Close the serial console's session (network sessions stay)."""
         session, self._console = self._console, None
         if session is not None:
             session.close()
+
+    def close_sessions(self) -> None:
+        """Close every session of this VM: the serial console's and the network's."""
+        sessions, self._network_sessions = self._network_sessions, []
+        for session in sessions:
+            session.close()
+        self.close_console()
 
     # -- shutdown ---------------------------------------------------------------
 
@@ -588,7 +677,7 @@ class VM:
         process, qmp = self._process, self._qmp
         try:
             try:
-                self.close_console()
+                self.close_sessions()
             except (GuestError, OSError) as err:
                 self.log.warning("closing console: %s", err)
             if process is not None and process.returncode is not None and self._died is None:

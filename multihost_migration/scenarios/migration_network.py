@@ -30,8 +30,7 @@ from multihost_migration.errors import MigrationError
 from multihost_migration.guest.checks import (Heartbeat, HeartbeatRecord, largest_gap,
                                               read_heartbeat_log)
 from multihost_migration.guest.console import ConsoleSession
-from multihost_migration.guest.network import (NetworkSession, copy_files_from, copy_files_to,
-                                               login)
+from multihost_migration.guest.network import NetworkSession
 from multihost_migration.migration import MigrationData, MultihostMigration
 from multihost_migration.params import Params
 from multihost_migration.qemu.env import Env
@@ -85,10 +84,12 @@ class NetworkMigration(MultihostMigration):
                 Heartbeat(session).start()
 
     def check_work(self, mig_data: MigrationData) -> None:
-        """Destination: a login over the network and a file both ways."""
+        """Destination: a login over the network (vm.wait_for_login: the
+        network first, `login_via = network` makes it a must) and a file both
+        ways (vm.copy_files_to/from)."""
         for name in mig_data.vms_name:
             vm = self._vm(name)
-            session = login(vm, self.login_timeout)
+            session = vm.wait_for_login(self.login_timeout)
             try:
                 log.info("%s on %s: logged in (%s), kernel %s", name, self.hostid,
                          type(session).__name__, session.cmd("uname -r").strip())
@@ -104,8 +105,8 @@ class NetworkMigration(MultihostMigration):
             sent, back = Path(tmp) / "sent.bin", Path(tmp) / "back.bin"
             sent.write_bytes(os.urandom(256 * 1024))
             remote = f"/tmp/netcopy-{mig_id}.bin"
-            copy_files_to(session, vm, sent, remote)
-            copy_files_from(session, vm, remote, back)
+            vm.copy_files_to(str(sent), remote)
+            vm.copy_files_from(remote, str(back))
             if back.read_bytes() != sent.read_bytes():
                 raise MigrationError(f"{vm.name}: file copied over the network came back "
                                      "different")

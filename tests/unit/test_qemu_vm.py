@@ -8,8 +8,9 @@ from typing import Any, Optional, Sequence
 
 import pytest
 
-from multihost_migration.errors import (MigrationError, MigrationFailed, MigrationTimeout,
-                                        QMPCommandError, VMLaunchError, VMStateError)
+from multihost_migration.errors import (ConfigError, GuestError, LoginError, MigrationError,
+                                        MigrationFailed, MigrationTimeout, QMPCommandError,
+                                        VMLaunchError, VMStateError)
 from multihost_migration.qemu import migration as migration_mod
 from multihost_migration.qemu.env import Env
 from multihost_migration.qemu.migration import MigrateRequest
@@ -219,3 +220,89 @@ def test_env_registry(tmp_path: Path) -> None:
     assert list(env) == [vm]
     env.destroy_all()
     assert env.unregister_vm("vm1") is vm and env.get_vm("vm1") is None
+
+
+# -- login: over the guest network by default, the serial console as fallback --
+
+NIC = {"guest_network": "yes", "job_id": "j1"}
+
+
+def login_vm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, params: dict[str, str],
+             network_ok: bool = True) -> tuple[VM, list[str]]:
+    """A running VM whose two login paths record their use (no guest)."""
+    vm = VM("vm1", params, tmp_path)
+    vm._qmp, vm._process, vm._state = FakeChannel(), FakeProcess(), VMState.RUNNING
+    used: list[str] = []
+
+    def network(timeout: float) -> Any:
+        used.append(f"network {timeout:g}")
+        if not network_ok:
+            raise LoginError("vm1", "connection refused")
+        return "net-session"
+
+    def serial(timeout: float) -> Any:
+        used.append("serial")
+        return "serial-session"
+
+    monkeypatch.setattr(vm, "_network_login", network)
+    monkeypatch.setattr(vm, "_serial_login", serial)
+    return vm, used
+
+
+def test_login_over_the_network_when_the_vm_has_a_nic(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    vm, used = login_vm(tmp_path, monkeypatch, NIC)
+    assert vm.wait_for_login(100) == "net-session"
+    assert used == ["network 30"]          # auto: 30 s for the network, then the console
+    vm, used = login_vm(tmp_path, monkeypatch, {})
+    assert vm.wait_for_login(100) == "serial-session" and used == ["serial"]
+
+
+def test_login_falls_back_to_the_serial_console(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    vm, used = login_vm(tmp_path, monkeypatch, NIC, network_ok=False)
+    assert vm.wait_for_login(100) == "serial-session"
+    assert used == ["network 30", "serial"]
+    assert "connection refused" in caplog.text and "serial console instead" in caplog.text
+
+
+@pytest.mark.parametrize("via, expected", [("serial", ["serial"]),
+                                           ("network", ["network 100"])])
+def test_login_via_param_and_argument(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      via: str, expected: list[str]) -> None:
+    vm, used = login_vm(tmp_path, monkeypatch, {**NIC, "login_via": via})
+    vm.wait_for_login(100)
+    assert used == expected
+    vm, used = login_vm(tmp_path, monkeypatch, NIC)
+    vm.wait_for_login(100, via=via)
+    assert used == expected
+
+
+def test_login_via_network_does_not_fall_back(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    vm, used = login_vm(tmp_path, monkeypatch, {**NIC, "login_via": "network"},
+                        network_ok=False)
+    with pytest.raises(LoginError, match="connection refused"):
+        vm.wait_for_login(100)
+    assert used == ["network 100"]
+
+
+def test_login_via_unknown_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="vm1: login_via='ssh'"):
+        VM("vm1", {"login_via": "ssh"}, tmp_path)
+
+
+def test_get_address(tmp_path: Path) -> None:
+    vm = VM("vm1", {**NIC, "nic_ip": "198.19.0.150"}, tmp_path)
+    assert vm.get_address() == "198.19.0.150"
+    with pytest.raises(GuestError, match="no NIC 1"):
+        vm.get_address(1)
+    with pytest.raises(GuestError, match="vm1: no network address: the VM has no NIC"):
+        VM("vm1", {}, tmp_path).get_address()
+
+
+def test_copy_needs_a_network(tmp_path: Path) -> None:
+    vm = running_vm(tmp_path, FakeChannel())
+    with pytest.raises(GuestError, match="the VM has no NIC"):
+        vm.copy_files_to(str(tmp_path / "x"), "/tmp/x")
