@@ -25,7 +25,8 @@ from typing import Iterator, Optional, TextIO
 # group) lives in verdicts.py; re-exported here for the writers and readers.
 from multihost_migration.verdicts import SEVERITY, STATUSES, worst
 
-__all__ = ["SEVERITY", "STATUSES", "worst", "format_line", "parse", "StatusEntry", "StatusLog"]
+__all__ = ["SEVERITY", "STATUSES", "worst", "format_line", "parse", "close_open_groups",
+           "StatusEntry", "StatusLog"]
 
 
 def format_line(indent: int, status: str, subdir: Optional[str], operation: Optional[str],
@@ -68,6 +69,25 @@ def parse(text: str) -> list[StatusEntry]:
                 reason = col if not reason else reason + "\t" + col
         entries.append(StatusEntry(indent, status, subdir, operation, fields, reason))
     return entries
+
+
+def close_open_groups(lines: list[str], status: str, reason: str) -> list[str]:
+    """A status.log cut short (its writer was killed): `lines` with a verdict
+    line in the innermost open group and an END line for every open group,
+    so the log stays well formed and carries the verdict given for it."""
+    stack: list[StatusEntry] = []
+    for entry in parse("\n".join(lines)):
+        if entry.status == "START":
+            stack.append(entry)
+        elif entry.status.startswith("END") and stack:
+            stack.pop()
+    if not stack:
+        return list(lines)
+    inner = stack[-1]
+    closing = [format_line(inner.indent + 1, status, inner.subdir, inner.operation, reason)]
+    closing += [format_line(g.indent, f"END {status}", g.subdir, g.operation)
+                for g in reversed(stack)]
+    return list(lines) + [line.rstrip("\n") for line in closing]
 
 
 @dataclass

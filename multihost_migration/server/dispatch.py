@@ -49,7 +49,7 @@ from multihost_migration.server.install import make_workdir
 # here for the callers that still look for them here (server/cli.py).
 from multihost_migration.server.selection import default_cfg as default_cfg
 from multihost_migration.server.selection import select_tests as select_tests
-from multihost_migration.status import SEVERITY, StatusLog, parse, worst
+from multihost_migration.status import SEVERITY, StatusLog, close_open_groups, parse, worst
 
 log = logging.getLogger(__name__)
 
@@ -300,6 +300,9 @@ def _judge(host: str, localdir: Path, lines: list[str], result: CommandResult,
         outcome.status = "FAIL" if killed else "ERROR"
         outcome.reason = (f"client job on {host} {how} without a verdict; "
                           f"output:\n{result.stdout[-1500:]}")
+        # its status.log ends at START: close it with the verdict given here
+        outcome.status_lines = close_open_groups(outcome.status_lines, outcome.status,
+                                                 outcome.reason)
     else:
         outcome.status, outcome.reason = final
 

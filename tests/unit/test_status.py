@@ -85,3 +85,23 @@ def test_record_raw_embeds_a_client_log_one_level_deeper(tmp_path: Path) -> None
     entries = parse((tmp_path / "status.log").read_text())
     assert [(e.indent, e.status) for e in entries] == [
         (0, "START"), (1, "START"), (2, "FAIL"), (1, "END FAIL"), (0, "END FAIL")]
+
+
+def test_a_log_cut_short_is_closed_with_the_verdict_given_for_it(tmp_path: Path) -> None:
+    """A client job killed mid-test leaves its status.log at START: the
+    controller's copy gets that host's verdict line and the END lines."""
+    from multihost_migration.remote import CommandResult
+    from multihost_migration.server.dispatch import HostOutcome, _judge
+    from multihost_migration.status import close_open_groups
+
+    (tmp_path / "status.log").write_text(format_line(0, "START", "t/h2", "t"))
+    outcome = HostOutcome("h2")
+    _judge("h2", tmp_path, [], CommandResult("job", -1, "last words", "", 1.0), outcome)
+    assert outcome.status == "FAIL" and outcome.status_lines is not None
+    entries = parse("\n".join(outcome.status_lines))
+    assert [(e.indent, e.status) for e in entries] == [(0, "START"), (1, "FAIL"), (0, "END FAIL")]
+    assert entries[1].reason.startswith("client job on h2 was killed") and entries[1].subdir == "t/h2"
+    # a complete log is left as it is
+    done = [format_line(0, "START", "t", "t"), format_line(1, "GOOD", "t", "t"),
+            format_line(0, "END GOOD", "t", "t")]
+    assert close_open_groups(done, "FAIL", "x") == done
