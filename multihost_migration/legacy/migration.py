@@ -52,6 +52,8 @@ Work = Optional[Callable[[MigrationData], None]]
 #: many dirty passes (README, "Known QEMU behaviour"); the switchover then
 #: follows the first pass, as the suite's own early_boot and reboot do.
 TCG_BOOT_DOWNTIME_MS = "1000"
+#: Params that set the migration's bandwidth: with one, no cancel_delay cap.
+BANDWIDTH_PARAMS = ("migrate_parameter_max-bandwidth", "migrate_parameter_max_bandwidth")
 #: A peer's verdict, as its abort reason tells it (engine _blame).
 _PEER_VERDICT = re.compile(r"^(TestNAError|LegacyUnsupported|TestError) on (\S+): (.*)$", re.S)
 
@@ -161,6 +163,7 @@ class MultihostMigration(engine.MultihostMigration):
         if paused and "kvm" not in str(self.params.get("accel", "")) and \
                 "migrate_parameter_downtime-limit" not in self.params:
             append["migrate_parameter_downtime-limit"] = TCG_BOOT_DOWNTIME_MS
+        append.update(cancel_bandwidth(self.params))
 
         def start(mig_data: MigrationData) -> None:
             self._legacy_start(mig_data, start_work)
@@ -267,6 +270,26 @@ class MultihostMigrationRdma(MultihostMigration):
                               f"needs an RDMA device: {params.get('hostid')} has none "
                               f"({devices} is empty)")
         raise unsupported("MultihostMigrationRdma", "RDMA transport")
+
+
+def cancel_bandwidth(params: Params) -> dict[str, str]:
+    """A legacy cancel test (`cancel_delay`) counts on a migration still
+    running after cancel_delay s; a small guest on a fast link (the lab's
+    256 MiB under TCG: about 5 s) is gone by then.  Unless the cfg sets a
+    bandwidth, max-bandwidth is capped so that the guest's RAM alone takes
+    twice cancel_delay (the cap stays on that QEMU, as a speed the test set
+    would)."""
+    delay = params.get("cancel_delay")
+    if delay in (None, "") or any(key in params for key in BANDWIDTH_PARAMS):
+        return {}
+    try:
+        mem_mib, seconds = float(params.get("mem", 256)), float(delay)
+    except ValueError:
+        return {}   # the plan names the bad value
+    cap = max(1, int(mem_mib * 1024 * 1024 / (2 * max(seconds, 0.1))))
+    log.info("cancel_delay %s s: max-bandwidth %d B/s (a %g MiB guest migrates in "
+             "2 x cancel_delay at least)", seconds, cap, mem_mib)
+    return {"migrate_parameter_max-bandwidth": str(cap)}
 
 
 def set_speed(vm: Any, value: Any) -> None:

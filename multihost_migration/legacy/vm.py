@@ -1,7 +1,9 @@
 """The VM as legacy tests drive it: the suite's VM plus the virttest names
 (vm.monitor, wait_for_login(nic_index=...), wait_for_serial_login,
-is_paused, reboot, get_address, verify_alive, wait_for_migration that
-leaves a running migration alone at its timeout).  Anything else a legacy
+is_paused, reboot, get_address, copy_files_to/from (a directory too),
+verify_alive, wait_for_migration that leaves a running migration alone at
+its timeout).  Login and copy are the suite's VM's (network when the
+guest has a NIC).  Anything else a legacy
 test asks of a VM is LegacyUnsupported naming `vm.<name>` and the line.
 """
 
@@ -10,9 +12,11 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, Optional
 
 from multihost_migration.errors import GuestError, LoginError, MigrationTimeout, VMError
+from multihost_migration.legacy import filecopy
 from multihost_migration.legacy.monitor import LegacyMonitor
 from multihost_migration.legacy.session import LegacySession
 from multihost_migration.legacy.unsupported import unsupported
@@ -48,15 +52,18 @@ class LegacyVM(VM):
     # -- sessions -------------------------------------------------------------
 
     def wait_for_login(self, timeout: float = 240.0,  # type: ignore[override]
-                       *, nic_index: int = 0, internal_timeout: Any = None,
-                       serial: Any = None, restart_network: bool = False,
-                       username: Any = None, password: Any = None) -> LegacySession:
-        """A shell on the guest (its serial console: the lab guests have no
-        network login; `nic_index` is accepted and ignored)."""
-        return LegacySession(super().wait_for_login(float(timeout)), self.name)
+                       via: Optional[str] = None, *, nic_index: int = 0,
+                       internal_timeout: Any = None, serial: Any = None,
+                       restart_network: bool = False, username: Any = None,
+                       password: Any = None) -> LegacySession:
+        """A shell on the guest as virttest gives it: the suite's login (over
+        the guest's network when it has a NIC, else the serial console);
+        `serial` asks for the console; `nic_index` is accepted (one NIC)."""
+        shell = super().wait_for_login(float(timeout), "serial" if serial else via)
+        return LegacySession(shell, self.name)
 
     def wait_for_serial_login(self, timeout: float = 240.0, **kwargs: Any) -> LegacySession:
-        return self.wait_for_login(timeout)
+        return LegacySession(super().wait_for_login(float(timeout), "serial"), self.name)
 
     login = wait_for_login  # type: ignore[assignment]
     serial_login = wait_for_serial_login
@@ -140,11 +147,10 @@ class LegacyVM(VM):
 
     def get_address(self, index: int = 0) -> str:
         """The guest's network address: its NIC's on the guest segment
-        (`guest_network = yes`, qemu/netdev.py), or one the params name;
-        TEST_NA while the guest has none."""
-        nic = self.config.nic
-        if nic is not None and nic.ip:
-            return str(nic.ip)
+        (`guest_network = yes`), or one the params name; TEST_NA while the
+        guest has none."""
+        if self.config.nic is not None:
+            return super().get_address(index)
         for key in ADDRESS_PARAMS:
             for name in (f"{key}_nic{index + 1}", key):
                 value = self.params.get(name)
@@ -152,15 +158,23 @@ class LegacyVM(VM):
                     return str(value)
         raise TestNAError(f"{self.name}: {NO_NETWORK}")
 
-    def copy_files_to(self, host_path: str, guest_path: str, *args: Any,
-                      **kwargs: Any) -> None:
-        raise TestNAError(f"{self.name}: vm.copy_files_to copies over the guest's network: "
-                          f"{NO_NETWORK}")
+    def copy_files_to(self, host_path: Any, guest_path: str,
+                      *args: Any, timeout: float = 600.0, **kwargs: Any) -> None:
+        """A host file or directory (recursively, as scp -r) into the guest
+        over its network (legacy/filecopy.py); TEST_NA without one."""
+        self._need_network("copy_files_to")
+        filecopy.copy_to(self, Path(host_path), guest_path, float(timeout))
 
-    def copy_files_from(self, guest_path: str, host_path: str, *args: Any,
-                        **kwargs: Any) -> None:
-        raise TestNAError(f"{self.name}: vm.copy_files_from copies over the guest's network: "
-                          f"{NO_NETWORK}")
+    def copy_files_from(self, guest_path: str, host_path: Any,
+                        *args: Any, timeout: float = 600.0, **kwargs: Any) -> None:
+        """A guest file to the host over the guest's network."""
+        self._need_network("copy_files_from")
+        filecopy.copy_from(self, guest_path, Path(host_path), float(timeout))
+
+    def _need_network(self, call: str) -> None:
+        if self.config.nic is None:
+            raise TestNAError(f"{self.name}: vm.{call} copies over the guest's network: "
+                              f"{NO_NETWORK}")
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):

@@ -1,6 +1,11 @@
 """Legacy (autotest/virttest style) tests on the lab: our own legacy-style
 module and cfg (tests/legacy_fixture/), the legacy layer switched on by
-detection, every name of the fixture served by the engine."""
+detection, every name of the fixture served by the engine (issue #17's
+list: error, utils, SyncData, barrier.listen_server, the migration classes
+and MigrationBase, utils_test, utils_misc, virt_vm, remote, qemu_monitor,
+env_process, data_dir through the checkout's provider package, the VM,
+monitor and session methods, login and file copy over the guest network,
+the legacy params and `_hostN` overrides, migration_bg_command)."""
 
 from __future__ import annotations
 
@@ -33,7 +38,7 @@ def verdicts(results: Path) -> dict[str, str]:
 def test_legacy_fixture_tcp_online(guest_lab: Inventory, tmp_path: Path) -> None:  # noqa: F811
     cfg = legacy_cfg(tmp_path, "only tcp", "only online")
     proc = run_autotest_remote(guest_lab, tmp_path / "r", options=("--cfg", str(cfg)),
-                               timeout=170)
+                               timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert list(verdicts(tmp_path / "r").values()) == ["GOOD"], proc.stdout[-3000:]
 
@@ -45,5 +50,8 @@ def test_legacy_fixture_every_transport_online_and_offline(
     proc = run_autotest_remote(guest_lab, tmp_path / "r", options=("--cfg", str(cfg)),
                                timeout=1200)
     found = verdicts(tmp_path / "r")
-    assert len(found) == 6 and set(found.values()) == {"GOOD"}, found
+    rdma = [test for test in found if ".rdma." in test]
+    assert len(found) == 7 and len(rdma) == 1, found
+    assert found.pop(rdma[0]) == "TEST_NA", found     # no RDMA device in the lab
+    assert set(found.values()) == {"GOOD"}, found
     assert proc.returncode == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,10 @@ from multihost_migration.legacy import needs, switch
 from multihost_migration.legacy.error import context, context_aware
 from multihost_migration.legacy.hostutils import (InterruptedThread, Statistic,
                                                   convert_data_size, missing_program, run)
+from multihost_migration.legacy.migration import cancel_bandwidth
+from multihost_migration.legacy.session import LegacySession
 from multihost_migration.legacy.unsupported import LegacyUnsupported, unsupported
+from multihost_migration.legacy.vm import LegacyVM
 from multihost_migration.params import Params
 from multihost_migration.plan import MigrationPlan
 from multihost_migration.qemu.transport import Transport
@@ -160,3 +164,54 @@ def test_context_aware_keeps_the_message_and_notes_the_context() -> None:
     with pytest.raises(TestNAError, match="^no stress$") as info:
         step()
     assert getattr(info.value, "legacy_context") == "loading the guest"
+
+
+def test_an_unsupported_call_names_the_call_and_the_legacy_modules_file_and_line(
+        tmp_path: Path) -> None:
+    module = tmp_path / "legacy_calls.py"
+    module.write_text("def on_vm(vm):\n"
+                      "    vm.monitor.info('status')\n"
+                      "    return vm.screendump('/tmp/x.ppm')\n"
+                      "def on_session(session):\n"
+                      "    return session.cmd_output_with_retries('true')\n")
+    spec = importlib.util.spec_from_file_location("legacy_calls", module)
+    assert spec is not None and spec.loader is not None
+    legacy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(legacy)
+
+    class Monitor:     # vm.monitor.info works without QEMU here
+        def info(self, what: str) -> dict[str, str]:
+            return {"status": "running"}
+    vm = LegacyVM("vm1", {"vms": "vm1"}, tmp_path / "vm1")
+    vm._monitor = Monitor()  # type: ignore[assignment]
+    with pytest.raises(LegacyUnsupported) as info:
+        legacy.on_vm(vm)
+    assert str(info.value) == (f"vm.screendump is not served by the legacy layer "
+                               f"(called at {module}:3)")
+    assert status_of(info.value) == "ERROR"
+    with pytest.raises(LegacyUnsupported, match=rf"^session\.cmd_output_with_retries .* "
+                                                rf"\(called at {module}:5\)$"):
+        legacy.on_session(LegacySession(object(), "vm1"))  # type: ignore[arg-type]
+
+
+def test_copy_and_address_without_a_guest_network_are_test_na(tmp_path: Path) -> None:
+    vm = LegacyVM("vm1", {"vms": "vm1", "guest_network": "no"}, tmp_path / "vm1")
+    with pytest.raises(TestNAError, match="vm1: vm.copy_files_to copies over the guest's "
+                                          "network: guest has no network"):
+        vm.copy_files_to(str(tmp_path), "/tmp")
+    with pytest.raises(TestNAError, match="vm1: guest has no network"):
+        vm.get_address()
+    assert LegacyVM("vm1", {"vms": "vm1", "guest_ip": "10.0.0.5"}, tmp_path).get_address() \
+        == "10.0.0.5"
+    with_nic = LegacyVM("vm1", {"vms": "vm1", "guest_network": "yes",
+                                "nic_ip": "198.19.0.150"}, tmp_path / "vm1")
+    assert with_nic.get_address() == "198.19.0.150"
+
+
+def test_cancel_delay_caps_the_bandwidth_unless_the_cfg_sets_one() -> None:
+    capped = cancel_bandwidth(Params(cancel_delay="10", mem="256"))
+    assert capped == {"migrate_parameter_max-bandwidth": str(256 * 1024 * 1024 // 20)}
+    assert cancel_bandwidth(Params(cancel_delay=None, mem="256")) == {}
+    assert cancel_bandwidth(Params(mem="256")) == {}
+    assert cancel_bandwidth(Params({"cancel_delay": "10",
+                                    "migrate_parameter_max-bandwidth": "4M"})) == {}
