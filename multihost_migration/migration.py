@@ -35,7 +35,7 @@ import threading
 import time
 import weakref
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from multihost_migration.abort_watch import AbortWatch
 from multihost_migration.errors import (ConfigError, MigrationError, PeerFailed, SyncAborted,
@@ -87,8 +87,9 @@ def waited_for(reason: str) -> list[str]:
 class _MigrationProgress(Poller):
     """While a migration runs: its RAM progress for the live display every
     PROGRESS_INTERVAL s, and a watchdog that cancels it when no byte has
-    moved for `stall_timeout` s (QEMU itself would wait for TCP to give up,
-    minutes on a partitioned network)."""
+    moved for `stall_timeout` s, or when it is still in setup (not connected)
+    after as long (QEMU itself would wait for TCP to give up, minutes on a
+    partitioned network or a blocked port)."""
 
     interval = PROGRESS_INTERVAL
 
@@ -98,6 +99,7 @@ class _MigrationProgress(Poller):
         self.vm = vm
         self.stall_timeout = stall_timeout
         self.stalled = False
+        self.in_setup = False     # stalled before the stream connected
         self.percent: Optional[float] = None
         self._stalls, self._key = stalls, key or vm.name
         self._last, self._since = -1, time.monotonic()
@@ -105,6 +107,8 @@ class _MigrationProgress(Poller):
     def poll(self) -> bool:
         info = self.vm.query_migrate()
         stats = MigrationStats.from_query(info)
+        if stats.status == "setup":
+            return self._watch_setup()
         if stats.status not in ("active", "postcopy-active", "device"):
             return True
         done = ram_progress_pct(info)
@@ -122,6 +126,18 @@ class _MigrationProgress(Poller):
             return True
         log.error("%s: no progress for %.0f s: cancelling the migration",
                   self.vm.name, self.stall_timeout)
+        return self._cancel()
+
+    def _watch_setup(self) -> bool:
+        """Setup lasts until the stream connects: as long as a stall, it is one."""
+        if time.monotonic() - self._since <= self.stall_timeout:
+            return True
+        log.error("%s: still in setup (not connected) after %.0f s: cancelling the migration",
+                  self.vm.name, self.stall_timeout)
+        self.in_setup = True
+        return self._cancel()
+
+    def _cancel(self) -> bool:
         self.stalled = True
         self.vm.cancel_migration(wait=False)
         return False
@@ -573,6 +589,11 @@ class MultihostMigration:
                     copy.abort(vm)
                 if not isinstance(err, MigrationError):
                     raise
+                if watch.in_setup:
+                    raise MigrationError(
+                        f"{vm.name}: migration to {mig_data.dst} port {port} never connected: "
+                        f"still in setup after {watch.stall_timeout:.0f} s (is the port "
+                        f"reachable from {self.hostid}?), cancelled: {err}") from err
                 if watch.stalled:
                     at = f" at {watch.percent:.1f} %" if watch.percent is not None else ""
                     raise MigrationError(
@@ -722,6 +743,9 @@ class MultihostMigration:
         mig_data.stats = mig_data.stats or states.get(mig_data.src) or {}
         if mig_data.plan.cancel_delay is not None:   # cancelled on purpose
             self._after_cancel(mig_data, session)
+            if net is not None and mig_data.is_src():   # the guest stayed: no fdb proof
+                net.finish()
+                self._network_verdict(mig_data, net, f"{mig_data.src} (cancelled)", None)
             return
         if mig_data.is_dst():
             self.wait_vms_dest(mig_data)
@@ -731,10 +755,16 @@ class MultihostMigration:
         found = self._check_side(mig_data, net, check_work)
         checked = session.sync(found, timeout=timeouts.work + timeouts.sync, tag="checked")
         if net is not None and mig_data.is_src():
-            problems = net.record(mig_data.stats, mig_data.dst, checked.get(mig_data.dst))
-            if problems:
-                raise NetworkCheckError("; ".join(problems))
+            self._network_verdict(mig_data, net, mig_data.dst, checked.get(mig_data.dst))
         self._hook_after(mig_data)
+
+    @staticmethod
+    def _network_verdict(mig_data: MigrationData, net: NetworkChecks, where: str,
+                         findings: Optional[Mapping[str, Any]]) -> None:
+        """Source: the network figures into the stats; a FAIL naming the network."""
+        problems = net.record(mig_data.stats, where, findings)
+        if problems:
+            raise NetworkCheckError("; ".join(problems))
 
     def _source_side(self, mig_data: MigrationData, session: SyncData,
                      net: Optional[NetworkChecks], start_work: Optional[Work]) -> None:
