@@ -141,3 +141,7 @@ def test_fault_in_phase(guest_lab: Inventory, tmp_path: Path,  # noqa: F811
     assert "Traceback" not in out.text
     assert verdict == ("GOOD" if missed else EXPECTED.get(fault, "FAIL")), row
     assert not re.search(r"exited \d+ without a verdict", out.text), row
+    if fault == "kill h2's client job" and not missed:   # its cut log closed by the controller
+        status = parse((tmp_path / "r" / "status.log").read_text())
+        assert any(e.status == "FAIL" and e.subdir.endswith("/h2")
+                   and "client job on h2 was killed" in e.reason for e in status), row
