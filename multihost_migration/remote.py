@@ -311,6 +311,13 @@ class RemoteHost:
             chan.close()
 
 
+#: sshd may send a command's exit status before the last of its output (the
+#: pipe is still being read when the child is reaped): after the status, wait
+#: this long for the end of the output (EOF), which a daemon the command left
+#: holding its stdout would otherwise delay until the deadline.
+EOF_GRACE = 2.0
+
+
 def _collect(chan: paramiko.Channel, deadline: float,
              on_line: Optional[Callable[[str], None]],
              cancel: Optional[threading.Event] = None,
@@ -323,6 +330,7 @@ def _collect(chan: paramiko.Channel, deadline: float,
     err: list[bytes] = []
     pending = b""
     interrupted = False
+    exited_at: Optional[float] = None
     chan.settimeout(0.2)
     while time.monotonic() < deadline:
         if cancel is not None and cancel.is_set() and not interrupted:
@@ -352,8 +360,12 @@ def _collect(chan: paramiko.Channel, deadline: float,
             err.append(chan.recv_stderr(65536))
             got = True
         if not got:
-            if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
-                break
+            if chan.exit_status_ready() and not chan.recv_ready() \
+                    and not chan.recv_stderr_ready():
+                exited_at = exited_at or time.monotonic()
+                if chan.eof_received or time.monotonic() - exited_at > EOF_GRACE:
+                    break
+                time.sleep(0.02)   # the status is in: status_event no longer waits
             chan.status_event.wait(0.05)
     if on_line is not None and pending:
         on_line(pending.decode(errors="replace"))
