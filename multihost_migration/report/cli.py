@@ -14,7 +14,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from multihost_migration.errors import ReportError
 from multihost_migration.report.html import write_html
@@ -36,14 +36,24 @@ def merge_main(argv: Sequence[str]) -> int:
                         help="write into an OUT that is not empty")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
+
+    def write() -> list[Path]:
         out = merge(args.dirs, args.output, overwrite=args.overwrite)
-        paths = [out / RESULTS_FILE, write_junit(out), write_html(out)]
+        return [out / RESULTS_FILE, write_junit(out), write_html(out)]
+
+    return _report("mhm-report merge", f"cannot write {args.output}", write)
+
+
+def _report(prog: str, cannot: str, write: Callable[[], list[Path]]) -> int:
+    """Run `write`, print the files it wrote; exit status 2 on a bad input or
+    a failed write, with `prog` and the reason on stderr."""
+    try:
+        paths = write()
     except ReportError as err:
-        print(f"mhm-report merge: {err}", file=sys.stderr)
+        print(f"{prog}: {err}", file=sys.stderr)
         return 2
     except OSError as err:
-        print(f"mhm-report merge: cannot write {args.output}: {err}", file=sys.stderr)
+        print(f"{prog}: {cannot}: {err}", file=sys.stderr)
         return 2
     for path in paths:
         print(path)
@@ -63,17 +73,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    try:
-        paths = [write_junit(args.results_dir), write_html(args.results_dir)]
-    except ReportError as err:
-        print(f"mhm-report: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:
-        print(f"mhm-report: cannot write the report: {err}", file=sys.stderr)
-        return 2
-    for path in paths:
-        print(path)
-    return 0
+    return _report("mhm-report", "cannot write the report",
+                   lambda: [write_junit(args.results_dir), write_html(args.results_dir)])
 
 
 if __name__ == "__main__":
