@@ -807,7 +807,7 @@ class MultihostMigration:
                 net.finish()
             return None
         self.check_vms_dst(mig_data)
-        found = net.check_destination(self.hostid) if net is not None else None
+        found = net.check_destination(self.hostid, mig_data.stats) if net is not None else None
         if check_work is not None:
             check_work(mig_data)
         return found

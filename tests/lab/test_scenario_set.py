@@ -2,7 +2,11 @@
 
 Every scenario of cfg/scenario-set.cfg must pass with its verification;
 the run prints each scenario's time, and the whole set must stay under the
-20 minutes the project promises on this machine.
+20 minutes the project promises on this machine.  The set's guests have a
+NIC (`guest_network = yes`): every migration of a passed test must carry
+its network downtime measured from the client, and all but those of
+`reboot` and `early_boot` (the guest's network is down by design there) a
+TCP connection that survived it (issue #19).
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,6 +32,44 @@ BUDGET_S = 20 * 60
 KNOWN_DEFECTS = {"xbzrle.tcp.JeOS.mhm": known_defects.XBZRLE}
 # A WARN (passed) is accepted only with the known-defect reason it was made for.
 KNOWN_WARNINGS = ("KNOWN QEMU 7.2 TCG DEFECT",)
+#: Scenarios whose guests lose their network by design (no TCP to keep).
+NO_TCP = ("reboot", "early_boot")
+
+
+def network_gaps(tests: list[dict[str, Any]]) -> list[str]:
+    """What the passed tests' migrations lack of the network checks."""
+    bad = []
+    for test in tests:
+        if test["status"] not in ("GOOD", "WARN"):
+            continue
+        for mig in test.get("migrations", []):
+            for vm, st in (mig.get("stats") or {}).items():
+                where = f"{test['name']} {mig['id']} {vm} ({st.get('status')})"
+                net = st.get("network")
+                if not isinstance(net, dict) or \
+                        not isinstance(net.get("longest_gap_ms"), (int, float)):
+                    bad.append(f"{where}: no network downtime")
+                elif test["name"].split(".")[0] not in NO_TCP and \
+                        net.get("tcp_alive_after") is not True:
+                    bad.append(f"{where}: TCP connection not kept: "
+                               f"{net.get('tcp_error_after') or net.get('tcp_error')}")
+    return bad
+
+
+def test_network_gaps_are_found() -> None:
+    def test(name: str, status: str, net: Any) -> dict[str, Any]:
+        stats = {"status": "completed", **({"network": net} if net is not None else {})}
+        return {"name": name, "status": status,
+                "migrations": [{"id": "mig1", "stats": {"vm1": stats}}]}
+    ok = {"longest_gap_ms": 200.0, "tcp_alive_after": True}
+    no_tcp = {"longest_gap_ms": 200.0, "tcp_alive_after": False, "tcp_error_after": "reset"}
+    assert network_gaps([test("integrity.once.tcp", "GOOD", ok),
+                         test("reboot.tcp", "GOOD", no_tcp),
+                         test("xbzrle.tcp", "FAIL", None)]) == []
+    assert network_gaps([test("integrity.once.tcp", "GOOD", None),
+                         test("cancel.tcp", "WARN", no_tcp)]) == [
+        "integrity.once.tcp mig1 vm1 (completed): no network downtime",
+        "cancel.tcp mig1 vm1 (completed): TCP connection not kept: reset"]
 
 
 def test_scenario_set_covers_every_scenario_module() -> None:
@@ -53,4 +96,5 @@ def test_full_scenario_set_passes_within_budget(guest_lab: Inventory,  # noqa: F
         t["status"] == "WARN" and any(sign in str(t.get("reason")) for sign in KNOWN_WARNINGS))}
     assert not bad, f"{bad}\n{proc.stdout[-3000:]}"
     assert sorted(t["name"] for t in tests) == sorted(expected)
+    assert not network_gaps(tests), "\n".join(network_gaps(tests))
     assert elapsed < BUDGET_S, f"the scenario set took {elapsed:.0f} s"

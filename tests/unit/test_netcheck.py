@@ -172,6 +172,26 @@ def test_fdb_on_the_wrong_port_is_a_problem() -> None:
                         "br-guest has the guest's MAC on gseg, not on its tap mhmtap"]
 
 
+def test_a_guest_that_stayed_needs_no_fdb_on_the_destination() -> None:
+    """A failed migration (validate_uuid's refused stream, a cancel): the
+    guest runs on at the source, the destination's bridge rightly has its
+    MAC on the uplink; its network must still answer and TCP survive."""
+    wrong_port = {"fdb_on_tap": False, "fdb_port": "gseg", "uplinks": {}}
+    assert network_problems("vm1", "h2", NIC, PLAN,
+                            good_entry(fdb=wrong_port, moved=False)) == []
+    assert network_problems("vm1", "h2", NIC, PLAN,
+                            good_entry(fdb=wrong_port, moved=False, replies_after_mark=0))
+    checks = NetworkChecks.for_vms([("vm1", {"guest_network": "yes", "job_id": "j"})])
+    assert checks is not None
+    checks.results["vm1"] = {"replies_after_mark": 3, "tcp_opened": True,
+                             "tcp_alive_after": True}
+    stats: dict[str, dict[str, Any]] = {"vm1": {"status": "failed"}}
+    assert checks.record(stats, "h2", {"vm1": wrong_port}) == []
+    assert stats["vm1"]["network"]["moved"] is False
+    stats = {"vm1": {"status": "completed"}}
+    assert checks.record(stats, "h2", {"vm1": wrong_port}) != []
+
+
 def test_no_tcp_check_when_not_asked() -> None:
     plan = NetCheckPlan(tcp=False)
     assert network_problems("vm1", "h2", NIC, plan,
