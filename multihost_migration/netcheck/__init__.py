@@ -17,6 +17,10 @@ For every migration of VMs with a NIC (`guest_network = yes`) and
     ---------------- sync "checked": the destination's findings ----------------
     record(): into stats[vm]["network"]; problems -> NetworkCheckError (FAIL)
 
+A migration that did not complete (failed or cancelled, on purpose or not)
+left the guest on the source: its echoes and TCP connection are checked
+the same, the destination's fdb is recorded but not required (`moved`).
+
 Params (read once, `NetCheckPlan.from_params`):
 
     netcheck                  yes | no (default yes; only with guest_network = yes)
