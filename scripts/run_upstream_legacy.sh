@@ -20,9 +20,11 @@ run() {   # name, filters...
 mkdir -p "$out"
 flock /tmp/mhm-lab.lock sh -c "$py -m multihost_migration.lab.cli lab up >/dev/null && \
     $py -m multihost_migration.lab.cli guest build >/dev/null"
+# Several goes, each under the lock on its own (at most a few minutes each).
 run migrate_multi_host "only migrate_multi_host" "only after_login_vm, early_boot_vm" \
     "only tcp, fd, exec"
-run scenarios "only tcp" "only cancel_with_delay, with_reboot, measure_speed"
+run cancel_reboot "only tcp" "only cancel_with_delay, with_reboot"
+run ping_pong_speed "only tcp" "only no_stress, measure_speed"
 run not_available "only mig_online" \
-    "only after_login_vm..rdma, no_stress..tcp, ping-pong-kdump..tcp, with_stress..tcp, before_migrate..tcp"
+    "only after_login_vm..rdma, ping-pong-kdump..tcp, with_stress..tcp, before_migrate..tcp, stress_load..tcp"
 cat "$out"/*.verdicts

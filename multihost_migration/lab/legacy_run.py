@@ -34,16 +34,11 @@ GUEST_COMMANDS = (
 )
 
 
-#: The lab's network is fast for a 256 MiB guest: cancel_with_delay's
-#: migration would complete before its cancel_delay (10 s).
-LAB_SETTINGS = ("cancel_with_delay:", "    migrate_parameter_max-bandwidth = 4M")
-
-
 def user_cfg(checkout: Path, filters: Sequence[str]) -> str:
     """The user's cfg: ours for legacy tests, the checkout's as it is."""
     legacy = checkout / "multi_host_migration" / "tests" / "cfg" / "multi_host.cfg"
     return "\n".join([f"include {ROOT / 'cfg' / 'legacy.cfg'}", f"include {legacy}",
-                      f"scenario_dirs = {checkout}", *GUEST_COMMANDS, *LAB_SETTINGS,
+                      f"scenario_dirs = {checkout}", *GUEST_COMMANDS,
                       "only pc", "only vhost_src_no_dst_no", *filters, ""])
 
 
