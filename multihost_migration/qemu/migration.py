@@ -39,6 +39,10 @@ SAMPLE_INTERVAL = 0.2
 RUN_TIMEOUT = 10.0
 #: After a source completes, seconds to wait for final statistics.
 FINAL_STATS_TIMEOUT = 5.0
+#: A cancel QEMU has not carried out after this long (7.2 stays "cancelling"
+#: while its connect to a port that drops packets is pending, ~2 min) ends
+#: the wait: the migration is over for the test.
+CANCELLING_TIMEOUT = 10.0
 
 
 _WAKE_STATUSES = TERMINAL_STATUSES | {"pre-switchover"}
@@ -149,6 +153,7 @@ class MigrationWaiter:
         """Until completed (returned) or failed/cancelled/deadline (raised)."""
         deadline = time.monotonic() + timeout
         stats: Optional[MigrationStats] = None
+        cancelling_since: Optional[float] = None
         while True:
             self._sleep_for_event(min(self.sample_interval, deadline - time.monotonic()))
             current = self._sample()
@@ -159,6 +164,7 @@ class MigrationWaiter:
             stats = current
             if stats.finished:
                 break
+            cancelling_since = self._check_cancelling(stats, cancelling_since)
             self._maybe_start_postcopy(stats)
             self._maybe_continue(stats)
             if time.monotonic() >= deadline:
@@ -168,6 +174,17 @@ class MigrationWaiter:
         if stats.status != "completed":
             raise self._failed(f"migration {stats.status}", stats)
         return self._final_source_stats(stats)
+
+    def _check_cancelling(self, stats: MigrationStats,
+                          since: Optional[float]) -> Optional[float]:
+        """When the "cancelling" status began; raise once it lasted too long."""
+        if stats.status != "cancelling":
+            return None
+        now = time.monotonic()
+        if since is not None and now - since > CANCELLING_TIMEOUT:
+            raise self._failed(f"migration cancelled, but QEMU still 'cancelling' "
+                               f"{CANCELLING_TIMEOUT:.0f} s later", stats)
+        return since if since is not None else now
 
     def _final_source_stats(self, stats: MigrationStats) -> MigrationStats:
         # QEMU sets status "completed" before it computes total-time and

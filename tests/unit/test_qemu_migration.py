@@ -123,3 +123,14 @@ def test_cancel_migration_returns_to_running(tmp_path: Path) -> None:
     stats = vm.cancel_migration(timeout=5.0)
     assert stats.status == "cancelled" and vm.state is VMState.RUNNING
     assert ("migrate_cancel", {}) in channel.sent
+
+
+def test_a_cancel_qemu_does_not_carry_out_ends_the_wait(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """7.2 stays "cancelling" while its connect to a dropping port is pending:
+    the wait ends CANCELLING_TIMEOUT later, not at the migration's deadline."""
+    monkeypatch.setattr(migration_mod, "CANCELLING_TIMEOUT", 0.1)
+    channel = ScriptedQEMU([{"status": "setup"}, {"status": "cancelling"}])
+    with pytest.raises(MigrationFailed, match="still 'cancelling'") as info:
+        _waiter(channel).wait_source(30.0)
+    assert info.value.status == "cancelling"
