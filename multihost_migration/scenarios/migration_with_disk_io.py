@@ -271,9 +271,12 @@ class DiskIOMigration(DatapathMigration):
             raise TestFail(f"{context}: the disk writer is not running after the "
                            f"migration ({arrived} blocks written): {err.strip()}")
         later = self._wait_count(session, arrived, f"{context}, after the migration")
-        # stop and reap in one command line (see MemoryDirtier.check)
+        # stop and reap in one command line (see MemoryDirtier.check); `wait`
+        # reaps it in the shell that started it (the serial console's), the
+        # loop sees it end from another (a network login is a new shell)
         try:
-            session.cmd(f"touch {STOP_FILE}; wait $(cat {PID_FILE})",
+            session.cmd(f"p=$(cat {PID_FILE}); touch {STOP_FILE}; wait $p 2>/dev/null; "
+                        "while kill -0 $p 2>/dev/null; do usleep 100000; done",
                         timeout=self.io_timeout)
         except ShellCommandError as err:
             raise TestFail(f"{context}: the disk writer did not stop within "
