@@ -118,12 +118,26 @@ def test_cancel_defect_signatures() -> None:
                                          dst_incoming="postcopy-active")
     assert not postcopy_cancel_signature("completed", dst_alive=False, dst_incoming="failed")
     assert two_copies_signature("cancelled", "completed", "running")
+    assert two_copies_signature("cancelled", "completed", "paused")    # 7.2 showed both
     assert not two_copies_signature("failed", "completed", "running")
-    assert not two_copies_signature("cancelled", "completed", "paused")
-    assert outran_signature(["device", "device"], sourced=2)
-    assert not outran_signature(["device", "completed"], sourced=2)   # a plain late cancel
-    assert not outran_signature(["device"], sourced=2)                # one was cancelled
+    assert not two_copies_signature("cancelled", "failed", "running")
+    assert not two_copies_signature("cancelled", "completed", "internal-error")
+    assert outran_signature([3, 12], sourced=2)
+    assert not outran_signature([3, 450], sourced=2)   # a late cancel, not on the event
+    assert not outran_signature([3, -1], sourced=2)    # no timestamp: not shown on the event
+    assert not outran_signature([3], sourced=2)        # one was cancelled
     assert not outran_signature([], sourced=0)
+
+
+def test_event_age_from_qemus_timestamp() -> None:
+    import time as clock
+
+    from multihost_migration.scenarios.migration_cancel_states import event_age_ms
+    now = clock.time() - 0.25
+    event = {"event": "MIGRATION", "data": {"status": "device"},
+             "timestamp": {"seconds": int(now), "microseconds": int(now % 1 * 1e6)}}
+    assert 240 <= event_age_ms(event) < 2000
+    assert event_age_ms({"event": "MIGRATION"}) == -1
 
 
 class _Mig:
@@ -134,16 +148,16 @@ class _Mig:
         return self.src
 
 
-def _judge(version: str, reported: list[str], state: str = "device") -> list[str]:
+def _judge(version: str, lags: list[int], state: str = "device") -> list[str]:
     """CancelStateMigration._never_took on a stand-in: the warnings, or raises."""
     from types import SimpleNamespace
 
     from multihost_migration.scenarios.migration_cancel_states import CancelStateMigration
     warned: list[str] = []
     host = SimpleNamespace(
-        too_late=[f"mig{i}: sent while QEMU reported {r!r}, completed" for i, r in
-                  enumerate(reported)],
-        reported=reported, hostid="h1", warn=warned.append,
+        too_late=[f"mig{i}: sent {lag} ms after the event, completed" for i, lag in
+                  enumerate(lags)],
+        lags=lags, hostid="h1", warn=warned.append,
         params={"hosts": ["h1", "h2"], "qemu_pair_versions": f"{version} {version}"},
         migrations=[_Mig(True, True), _Mig(False, True), _Mig(True, True), _Mig(False, False)])
     CancelStateMigration._never_took(host, state, 3)  # type: ignore[arg-type]
@@ -151,15 +165,16 @@ def _judge(version: str, reported: list[str], state: str = "device") -> list[str
 
 
 def test_every_device_cancel_outran_warns_only_on_an_old_qemu_with_the_signature() -> None:
-    warned = _judge("7.2.22", ["device", "device"])
+    warned = _judge("7.2.22", [2, 5])
     assert len(warned) == 1 and "KNOWN QEMU 7.2.22 DEFECT" in warned[0]
     assert "never took in 3 attempts" in warned[0] and "first in QEMU 10.0" in warned[0]
+    assert "sent 2 ms after the event" in warned[0]                 # the evidence
     with pytest.raises(TestFail, match="never took in 3 attempts"):
-        _judge("10.0.2", ["device", "device"])                 # fixed QEMU: FAIL
+        _judge("10.0.2", [2, 5])                            # fixed QEMU: FAIL
     with pytest.raises(TestFail, match="never took"):
-        _judge("7.2.22", ["device", "completed"])              # not the signature
+        _judge("7.2.22", [2, 900])                          # not the signature
     with pytest.raises(TestFail, match="never took"):
-        _judge("7.2.22", ["active", "active"], state="active")  # not the device state
+        _judge("7.2.22", [2, 5], state="active")            # not the device state
 
 
 class _VM:
@@ -196,7 +211,7 @@ def test_two_running_copies_warn_only_from_an_old_source_that_said_cancelled() -
     warned, vm = _two_copies("7.2.22", "cancelled")
     assert vm.destroyed and len(warned) == 1
     assert "KNOWN QEMU 7.2.22 DEFECT (migrate_cancel on the device event" in warned[0]
-    assert "two running copies" in warned[0] and "reported 'cancelled'" in warned[0]
+    assert "two copies" in warned[0] and "reported 'cancelled'" in warned[0]
     for version, source, state in (("10.0.2", "cancelled", "device"),   # fixed source
                                    ("7.2.22", "failed", "device"),      # not the signature
                                    ("7.2.22", "cancelled", "active")):  # another state
