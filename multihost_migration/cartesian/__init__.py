@@ -15,7 +15,9 @@ names the file, line and column (`ConfigSyntaxError`), an ``include`` of a
 missing file names the including file (`MissingIncludeError`).
 
 Modules: `syntax` reads text into the variant tree (`model`), token for
-token as the reference; `filters` matches ``only``/``no``/``filter:``
+token as the reference; `bodyscan` indexes an entry's body so that it is
+read only when the expansion enters the entry (a filter that excludes most
+of a tree costs little); `filters` matches ``only``/``no``/``filter:``
 expressions; `ops` is what assignments, ``del`` and ``suffix`` do to a
 dict; `tree` expands the tree into dicts; `parser` is the reference's API.
 
@@ -33,6 +35,13 @@ Where we knowingly differ from the reference:
   empty name such as ``a, .b``) are raised here too, as ConfigErrors; in
   a few orders of evaluation ours may raise where the reference quietly
   dropped the dicts concerned, or the other way round.
+* An entry's body is read when the expansion enters the entry (see
+  `bodyscan`): an error of structure in the body of an entry the filters
+  exclude (one the quick look at its lines cannot see, e.g. a
+  ``[default=x]`` matching no entry of a block nested in it) is not
+  raised, where the reference rejects the file.  Any line the look does
+  not know makes the body read at once, so errors within a line are
+  raised as before.
 """
 
 from multihost_migration.cartesian.parser import Parser

@@ -17,7 +17,7 @@ the reference does), ``del``, ``only``/``no``, conditional blocks,
 
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 from multihost_migration.cartesian.filters import Filter, Label
 
@@ -175,11 +175,29 @@ class FileMap:
 Item = Union[Batch, Assign, Delete, OnlyNo, Cond, Suffix, Join, FileMap]
 
 
+class Lazy:
+    """An entry's body not read yet (it is read when the expansion enters
+    the entry, by `read`): the scope node its entries end on, and an index
+    of the body made by a quick look at its lines: the keys of the labels
+    its entries add (`keys`) and every name its filters may hold (`words`),
+    both supersets, enough to tell that a filter cannot match below."""
+
+    __slots__ = ("scope", "keys", "words", "chains", "read")
+
+    def __init__(self, scope: "Node", keys: frozenset[str], words: frozenset[str],
+                 chains: frozenset[str], read: Callable[["Node"], None]) -> None:
+        self.scope = scope
+        self.keys = keys
+        self.words = words
+        self.chains = chains    # of the words, those in chains ("a.b")
+        self.read = read
+
+
 class Node:
     """One node of the variant tree."""
 
     __slots__ = ("labels", "var", "filename", "deps", "content", "children",
-                 "append_to_shortname", "default",
+                 "append_to_shortname", "default", "lazy",
                  # computed by the expander
                  "info")
 
@@ -192,7 +210,17 @@ class Node:
         self.children: list[Node] = children if children is not None else []
         self.append_to_shortname = False
         self.default = False
+        # an entry whose body is not read yet: no content but its file map,
+        # no children until `materialize`
+        self.lazy: Optional[Lazy] = None
         self.info: object = None
+
+    def materialize(self) -> None:
+        """Read the body of a lazy entry (no-op for any other node)."""
+        lazy = self.lazy
+        if lazy is not None:
+            self.lazy = None
+            lazy.read(self)
 
     def __repr__(self) -> str:
         return f"Node({'.'.join(lb.text for lb in self.labels)!r})"

@@ -69,15 +69,23 @@ class Parser:
     def parse_file(self, filename: str) -> None:
         """Parse a file; ``include`` paths are relative to it."""
         log.debug("parsing %s", filename)
+        scope = self.node
         with _gc_paused():
-            self.node = self._builder.parse_file(filename, self.node)
+            self.node = self._builder.parse_file(filename, scope)
         self.filename = filename
-        self._finished = None
+        self._changed(scope)
 
     def parse_string(self, s: str) -> None:
         """Parse a string; ``include`` paths are relative to the cwd."""
+        scope = self.node
         with _gc_paused():
-            self.node = self._builder.parse_text(s, self.node)
+            self.node = self._builder.parse_text(s, scope)
+        self._changed(scope)
+
+    def _changed(self, scope: Node) -> None:
+        """A text was read into `scope` (the only node read before whose
+        content can change): its Info is made again, as the new nodes'."""
+        scope.info = None
         self._finished = None
 
     def only_filter(self, variant: str) -> None:

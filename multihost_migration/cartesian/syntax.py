@@ -26,16 +26,17 @@ directory for text given as a string).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
 from typing import Callable, Optional, Sequence
 
-from multihost_migration.cartesian import ops
+from multihost_migration.cartesian import bodyscan, ops
 from multihost_migration.cartesian.filters import Chain, Filter, Label, Term, Word
 from multihost_migration.cartesian.model import (
-    Assign, Batch, Cond, Delete, FileMap, Item, Join, Line, Loc, Node, OnlyNo,
-    Suffix)
+    Assign, Batch, Cond, Delete, FileMap, Item, Join, Lazy, Line, Loc, Node,
+    OnlyNo, Suffix)
 from multihost_migration.errors import ConfigSyntaxError, MissingIncludeError
 
 STRING_FILE = "<string>"
@@ -192,6 +193,15 @@ class Reader:
             append(Line(stripped, indent, number, indent, raw))
         self.index = 0
         self.stored: Optional[Line] = None
+        self.indexes: bodyscan.Cache = {}     # of the entries' bodies
+
+    def view(self, index: int) -> "Reader":
+        """A reader of the same lines from `index` (an entry's body)."""
+        other = Reader("", self.filename, self.is_file)
+        other.lines = self.lines
+        other.indexes = self.indexes
+        other.index = index
+        return other
 
     def wrap_top_level_entries(self) -> bool:
         """A file whose first statement is a top-level entry (``- name:``,
@@ -764,10 +774,11 @@ class TreeBuilder:
 
     def __init__(self, defaults: bool = False,
                  expand_defaults: Sequence[str] = (),
-                 opener: Opener = _read_file) -> None:
+                 opener: Opener = _read_file, lazy: bool = True) -> None:
         self.defaults = defaults
         self.expand_defaults = tuple(expand_defaults)
         self._open = opener
+        self.lazy = lazy        # entries' bodies read when entered (bodyscan)
         self._including: list[str] = []
 
     def parse_text(self, text: str, node: Node, filename: str = STRING_FILE,
@@ -1043,11 +1054,8 @@ class TreeBuilder:
                 deps = tuple(tuple(w.key for w in chain)
                              for term in dfilter.terms for chain in term)
 
-            child = Node([node])
-            if var_name:
-                child.content.append(Assign("=", var_name, ".".join(names),
-                                            entry_loc))
-            entry = self._parse(lexer, child, indent)
+            entry = self._entry_body(lexer, node, indent, Assign(
+                "=", var_name, ".".join(names), entry_loc) if var_name else None)
             if var_name:
                 entry.var = var_name
                 entry.labels = tuple(Label(n, var_name) for n in names)
@@ -1085,6 +1093,38 @@ class TreeBuilder:
                 f"no entry of the variants block matches [default={wanted}]",
                 var_loc.filename, var_loc.line, var_loc.column, var_loc.text)
         return container
+
+    def _entry_body(self, lexer: Lexer, scope: Node, indent: int,
+                    var: Optional[Assign]) -> Node:
+        """An entry's body (the lines deeper than `indent`): read now, or,
+        when `bodyscan` can index it, skipped and read when entered."""
+        reader = lexer.reader
+        found = (bodyscan.scan(reader.lines, reader.index, indent, reader.indexes)
+                 if self.lazy and lexer.idle() else None)
+        if found is None:
+            return self._read_body(lexer, scope, indent, var)
+        body = reader.view(reader.index)
+        reader.index = found.end
+        lexer.fast = True       # as after reading a body of plain lines
+        entry = Node()
+        entry.lazy = Lazy(scope, found.keys, found.words, found.chains, functools.partial(
+            self._read_later, body, scope, indent, var))
+        return entry
+
+    def _read_body(self, lexer: Lexer, scope: Node, indent: int,
+                   var: Optional[Assign]) -> Node:
+        child = Node([scope])
+        if var is not None:
+            child.content.append(var)
+        return self._parse(lexer, child, indent)
+
+    def _read_later(self, reader: Reader, scope: Node, indent: int,
+                    var: Optional[Assign], entry: Node) -> None:
+        """Read a lazy entry's body into it (its content goes before the
+        file map the entry holds)."""
+        body = self._read_body(Lexer(reader), scope, indent, var)
+        entry.content[:0] = body.content
+        entry.children = body.children
 
     def _include_stmt(self, lexer: Lexer, node: Node, path_tok: Tok,
                       flush: Callable[[], None], in_cond: Optional[Cond]) -> Node:

@@ -27,7 +27,8 @@ from typing import AbstractSet, Any, Iterator, Optional, Sequence, Union
 from multihost_migration.cartesian import ops
 from multihost_migration.cartesian.filters import Filter, Label, label_keys
 from multihost_migration.cartesian.model import (
-    Assign, Batch, Cond, Delete, FileMap, Item, Join, Loc, Node, OnlyNo, Suffix)
+    Assign, Batch, Cond, Delete, FileMap, Item, Join, Lazy, Loc, Node, OnlyNo,
+    Suffix)
 from multihost_migration.errors import ConfigError, ConfigSyntaxError
 
 Raw = tuple[dict[ops.Key, Any], bool]     # a dict, and if it has suffixes
@@ -42,7 +43,8 @@ class Info:
     __slots__ = ("keys", "below", "filter_items", "words", "factors",
                  "break_on_default", "texts", "names", "filtered", "prog",
                  "cond_words", "plain", "has_cond", "fmap", "reads_maps",
-                 "keyset", "dep_parts", "batch", "chain_filters", "resolved")
+                 "keyset", "dep_parts", "batch", "chain_filters", "resolved",
+                 "sets", "chain_words")
 
     def __init__(self) -> None:
         self.keys: tuple[str, ...] = ()            # present-keys of labels
@@ -68,6 +70,8 @@ class Info:
         self.chain_filters: Optional[tuple[Filter, ...]] = ()
         # prog with its conditional blocks resolved, per context signature
         self.resolved: dict[Any, tuple[Item, ...]] = {}
+        self.sets: frozenset[str] = frozenset()     # keys its content sets
+        self.chain_words: frozenset[str] = frozenset()  # of words: in "a.b"
 
 
 def info(node: Node) -> Info:
@@ -88,59 +92,105 @@ class Options:
 
 
 class Prepared:
-    """What `finish` found about the whole tree."""
+    """The options, and what the nodes the expansion entered set: keys
+    ending in `ops.POSTFIXES`, whether a value reads the file maps."""
 
-    def __init__(self, postfix_keys: frozenset[str], reads_maps: bool) -> None:
-        self.postfix_keys = postfix_keys
-        self.reads_maps = reads_maps
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self.postfix_keys: frozenset[str] = frozenset()
+        self.reads_maps = False
 
 
 def finish(root: Node, options: Options) -> Prepared:
-    """Compute every node's `Info` (post-order over the DAG: a node after
-    all of its children)."""
-    reads_maps = False
-    done: set[int] = set()
+    """Prepare the tree for `expand`: the `Info` of every node read so
+    far (a lazy entry gets a summary from its body's index)."""
+    prepared = Prepared(options)
+    prepare(root, prepared)
+    return prepared
+
+
+def prepare(root: Node, prepared: Prepared) -> None:
+    """Compute the `Info` of `root` and of the nodes below it that have
+    none (post-order over the DAG: a node after all of its children)."""
     stack: list[tuple[Node, bool]] = [(root, False)]
-    keys: set[str] = set()
     while stack:
         node, children_done = stack.pop()
-        if id(node) in done:
+        if node.info is not None:
             continue
+        lazy = node.lazy
+        below = (lazy.scope,) if lazy is not None else node.children
         if not children_done:
             stack.append((node, True))
-            stack.extend((c, False) for c in node.children if id(c) not in done)
+            stack.extend((c, False) for c in below if c.info is None)
+        elif lazy is not None:
+            node.info = _summary(node, lazy)
+        else:
+            _prepare_node(node, prepared.options)
+
+
+def _summary(node: Node, lazy: Lazy) -> Info:
+    """A lazy entry's Info as far as its parent needs it (supersets)."""
+    result = Info()
+    keys: list[str] = []
+    for label in node.labels:
+        keys.extend(label_keys(label))
+    result.keys = tuple(keys)
+    scope = info(lazy.scope)
+    result.below = lazy.keys.union(scope.below, scope.keys)
+    result.words = lazy.words | scope.words
+    result.chain_words = lazy.chains | scope.chain_words
+    result.filtered = True
+    return result
+
+
+def _prepare_node(node: Node, options: Options) -> None:
+    node.info = node_info = _info(node, node.content, options)
+    joins = [i for i in node.content if isinstance(i, Join)]
+    if not joins:
+        return
+    rest: list[Item] = [i for i in node.content if not isinstance(i, Join)]
+    factors = []
+    for join in joins:
+        for f in join.filters:
+            factor = Node(node.children)
+            factor.labels = node.labels
+            factor.var = node.var
+            factor.filename = node.filename
+            factor.deps = node.deps
+            factor.append_to_shortname = node.append_to_shortname
+            factor.default = node.default
+            factor.content = rest + [OnlyNo(True, f, join.loc)]
+            factor.info = _info(factor, factor.content, options)
+            factors.append(factor)
+    node_info.factors = tuple(factors)
+    node_info.words = node_info.words.union(*(info(f).words for f in factors))
+    node_info.chain_words = node_info.chain_words.union(
+        *(info(f).chain_words for f in factors))
+    node_info.filtered = True
+
+
+def settle(root: Node, prepared: Prepared) -> None:
+    """After the state graph is built: from the nodes read (all those the
+    dicts are made of), every plain key they set (for the ``?=``-style
+    assignments' targets), the postfix keys, whether a value reads the
+    file maps."""
+    nodes: list[Node] = []
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen or node.lazy is not None or node.info is None:
             continue
-        if node.var is not None:
-            keys.add(node.var)
-        node.info = _info(node, node.content, options, keys)
-        reads_maps = reads_maps or info(node).reads_maps
-        joins = [i for i in node.content if isinstance(i, Join)]
-        if joins:
-            rest: list[Item] = [i for i in node.content
-                                if not isinstance(i, Join)]
-            factors = []
-            for join in joins:
-                for f in join.filters:
-                    factor = Node(node.children)
-                    factor.labels = node.labels
-                    factor.var = node.var
-                    factor.filename = node.filename
-                    factor.deps = node.deps
-                    factor.append_to_shortname = node.append_to_shortname
-                    factor.default = node.default
-                    factor.content = rest + [OnlyNo(True, f, join.loc)]
-                    factor.info = _info(factor, factor.content, options, keys)
-                    factors.append(factor)
-            node_info = info(node)
-            node_info.factors = tuple(factors)
-            node_info.words = node_info.words.union(
-                *(info(f).words for f in factors))
-            node_info.filtered = True
-        done.add(id(node))
-    universe = frozenset(k for k in keys if k not in ops.RESERVED)
-    _set_targets(root, universe)
-    return Prepared(frozenset(k for k in keys if k.endswith(ops.POSTFIXES)),
-                    reads_maps)
+        seen.add(id(node))
+        nodes.append(node)
+        nodes.extend(info(node).factors)
+        stack.extend(node.children)
+    keys: set[str] = set()
+    for node in nodes:
+        keys |= info(node).sets
+    prepared.reads_maps = any(info(node).reads_maps for node in nodes)
+    prepared.postfix_keys = frozenset(k for k in keys if k.endswith(ops.POSTFIXES))
+    _set_targets(nodes, frozenset(k for k in keys if k not in ops.RESERVED))
 
 
 _REGEX_META = frozenset(".^$*+?{}[]\\|()")
@@ -170,7 +220,7 @@ class _KeyIndex:
         return self.sorted[start:end]
 
 
-def _set_targets(root: Node, universe: frozenset[str]) -> None:
+def _set_targets(nodes: Sequence[Node], universe: frozenset[str]) -> None:
     """For each ``?=``-style assignment: the keys of `universe` (every
     plain key the tree can set) its expression matches."""
     cache: dict[str, Optional[tuple[str, ...]]] = {}
@@ -193,18 +243,8 @@ def _set_targets(root: Node, universe: frozenset[str]) -> None:
             elif isinstance(item, Cond):
                 items(item.body)
 
-    seen: set[int] = set()
-    stack = [root]
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
+    for node in nodes:
         items(node.content)
-        node_info = info(node)
-        for factor in node_info.factors:
-            items(factor.content)
-        stack.extend(node.children)
 
 
 class _Facts:
@@ -321,12 +361,13 @@ def _compact(items: Sequence[Item]) -> tuple[Item, ...]:
     return tuple(out)
 
 
-def _info(node: Node, content: Sequence[Item], options: Options,
-          all_keys: set[str]) -> Info:
+def _info(node: Node, content: Sequence[Item], options: Options) -> Info:
     result = Info()
     facts = _Facts()
     _scan(content, facts)
-    all_keys |= facts.keys
+    if node.var is not None:
+        facts.keys.add(node.var)
+    result.sets = frozenset(facts.keys)
     keys: list[str] = []
     for label in node.labels:
         keys.extend(label_keys(label))
@@ -335,6 +376,7 @@ def _info(node: Node, content: Sequence[Item], options: Options,
     result.names = tuple(lb.name for lb in node.labels)
     below: set[str] = set()
     words: set[str] = set()
+    chain_words: set[str] = set()
     filtered = False
     for child in node.children:
         child_info = info(child)
@@ -342,11 +384,14 @@ def _info(node: Node, content: Sequence[Item], options: Options,
         below |= child_info.below
         below.update(child_info.keys)
         words |= child_info.words
+        chain_words |= child_info.chain_words
     result.below = frozenset(below)
     result.filter_items = tuple(i for i in content if _is_filter_item(i))
     for item in result.filter_items:
         words |= item_words(item)
+        chain_words |= item_words(item, True)
     result.words = frozenset(words)
+    result.chain_words = frozenset(chain_words)
     result.filtered = filtered or bool(result.filter_items)
     result.break_on_default = (options.defaults
                                and node.var not in options.expand_defaults)
@@ -371,14 +416,15 @@ def _info(node: Node, content: Sequence[Item], options: Options,
     return result
 
 
-def item_words(item: Item) -> frozenset[str]:
-    """Keys of the filter words an item's decision depends on."""
+def item_words(item: Item, chains: bool = False) -> frozenset[str]:
+    """Keys of the filter words an item's decision depends on (`chains`:
+    those in chains of words, whose order matters)."""
     found: set[str] = set()
     if isinstance(item, (OnlyNo, Cond)):
-        found |= item.filter.words
+        found |= item.filter.chain_words if chains else item.filter.words
     if isinstance(item, Cond):
         for sub in item.body:
-            found |= item_words(sub)
+            found |= item_words(sub, chains)
     return frozenset(found)
 
 
@@ -459,14 +505,20 @@ class State:
         self.loc: Optional[Loc] = None      # a join's
 
 
+_DEAD = State(Node())       # a state that yields nothing
+
+
 class Graph:
     """Builds the states; holds the context of the node being decided."""
 
-    def __init__(self) -> None:
+    def __init__(self, prepared: Prepared) -> None:
+        self.prepared = prepared
         self.labels: list[Label] = []
         self.present: dict[str, int] = {}
         self.memo: dict[tuple[Any, ...], State] = {}
-        self.pending_words: dict[tuple[Item, ...], frozenset[str]] = {}
+        self.pending_words: dict[tuple[Item, ...], tuple[frozenset[str], frozenset[str]]] = {}
+        self.unions: dict[tuple[Info, tuple[Item, ...]],
+                          tuple[frozenset[str], frozenset[str]]] = {}
 
     def push(self, node_info: Info, labels: Sequence[Label]) -> None:
         self.labels.extend(labels)
@@ -485,21 +537,56 @@ class Graph:
             else:
                 del present[key]
 
-    def words_of(self, pending: tuple[Item, ...]) -> frozenset[str]:
+    def words_of(self, pending: tuple[Item, ...]) -> tuple[frozenset[str], frozenset[str]]:
+        """The words of pending items, and those of them in chains."""
         found = self.pending_words.get(pending)
         if found is None:
-            found = frozenset().union(*(item_words(i) for i in pending))
+            found = (frozenset().union(*(item_words(i) for i in pending)),
+                     frozenset().union(*(item_words(i, True) for i in pending)))
             self.pending_words[pending] = found
         return found
 
+    def _words(self, node_info: Info,
+               pending: tuple[Item, ...]) -> tuple[frozenset[str], frozenset[str]]:
+        """The words that decide below a node, and those in chains."""
+        if not pending:
+            return node_info.words, node_info.chain_words
+        found = self.unions.get((node_info, pending))
+        if found is None:
+            words, chains = self.words_of(pending)
+            found = (node_info.words | words, node_info.chain_words | chains)
+            self.unions[(node_info, pending)] = found
+        return found
+
     def state(self, node: Node, pending: tuple[Item, ...]) -> State:
-        """The state of `node` (its labels not yet on the context)."""
+        """The state of `node` (its labels not yet on the context); a
+        lazy entry is read first, unless a pending filter excludes it."""
         node_info = info(node)
+        if node.lazy is not None:
+            if pending and self._excluded(node, node_info, pending):
+                return _DEAD
+            node.materialize()
+            node.info = None
+            prepare(node, self.prepared)
+            node_info = info(node)
         self.push(node_info, node.labels)
         try:
             if node_info.factors:
                 return self._join_state(node, node_info, pending)
             return self._state(node, node_info, pending)
+        finally:
+            self.pop(node_info, node.labels)
+
+    def _excluded(self, node: Node, node_info: Info,
+                  pending: tuple[Item, ...]) -> bool:
+        """Whether the pending filters exclude a lazy entry, by its index
+        (an error is left for the entry's reading to raise, in order)."""
+        self.push(node_info, node.labels)
+        try:
+            return not _decide(pending, self.labels, self.present.keys(),
+                               node_info.below, [], False)
+        except ConfigError:
+            return False
         finally:
             self.pop(node_info, node.labels)
 
@@ -528,8 +615,12 @@ class Graph:
              pending: tuple[Item, ...]) -> tuple[Any, ...]:
         if not pending and not node_info.filtered:
             return (node,)
-        words = (node_info.words | self.words_of(pending) if pending
-                 else node_info.words)
+        words, chains = self._words(node_info, pending)
+        # what the decisions below depend on: which of their words the
+        # context holds, and where, for the words in chains ("a.b")
+        present = self.present.keys()
+        if not chains or present.isdisjoint(chains):
+            return (node, frozenset(present & words), pending)
         return (node, _project(self.labels, words), pending)
 
     def _state(self, node: Node, node_info: Info,
@@ -566,6 +657,8 @@ class Graph:
             ok = viable
             state.phantom = phantom and not viable
         state.viable = ok
+        if not ok and not state.phantom:
+            state = _DEAD           # one object for all: there are many
         self.memo[key] = state
         return state
 
@@ -924,13 +1017,14 @@ class Walk:
 def expand(root: Node, prepared: Prepared,
            flatten: bool = True) -> Iterator[dict[ops.Key, Any]]:
     """Yield the dicts of the tree, in the reference parser's order."""
-    graph = Graph()
+    graph = Graph(prepared)
     state = graph.state(root, ())
     if not state.viable and not state.phantom:
         return
+    settle(root, prepared)
     leaf = root
-    while leaf.children:
-        leaf = leaf.children[0]
+    while leaf.children or leaf.lazy is not None:
+        leaf = leaf.lazy.scope if leaf.lazy is not None else leaf.children[0]
     walk = Walk(leaf, prepared)
     for d, suffixed in walk.walk(state):
         yield ops.drop_suffixes(d) if suffixed and flatten else d
