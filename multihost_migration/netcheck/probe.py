@@ -144,7 +144,11 @@ class Probe:
             replies = list(self.replies)
         end = self.now()
         gap, gap_at = 0.0, 0.0
-        points = [0.0] + replies + [end]   # silence at the start or end counts too
+        # From the first echo when it came before the mark: the silence until
+        # a guest first answers (a stale ARP entry at the client, a guest still
+        # booting) is no migration's.  Else from the start; the end counts.
+        answered = bool(replies) and (self.mark is None or replies[0] < self.mark)
+        points = ([] if answered else [0.0]) + replies + [end]
         for a, b in zip(points, points[1:]):
             if b - a > gap:
                 gap, gap_at = b - a, a

@@ -97,6 +97,17 @@ def test_probe_measures_the_gap_and_keeps_tcp(echo: Echo) -> None:
     assert result["replies_after_mark"] > 0 and result["tcp_alive_after"] is True
 
 
+def test_silence_before_the_first_echo_is_not_downtime(echo: Echo) -> None:
+    """A guest that first answers 0.5 s into the probe (the client's stale
+    ARP entry, seen on the lab) and never stops: no gap of 0.5 s."""
+    echo.silent.set()
+    threading.Timer(0.5, echo.silent.clear).start()
+    out = run_probe(echo.port, [(0.3, "mark"), (0.0, "finish 5")], tcp=True)
+    result = out[-1]["result"]
+    assert out[0]["ready"]["t"] >= 0.45 and result["received"] > 0
+    assert result["longest_gap_ms"] < 300, result
+
+
 def test_probe_reports_a_guest_that_never_comes_back(echo: Echo) -> None:
     echo.silent.set()
     out = run_probe(echo.port, [(0.2, "mark"), (0.0, "finish 0.5")], tcp=False)
