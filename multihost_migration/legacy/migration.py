@@ -54,6 +54,8 @@ Work = Optional[Callable[[MigrationData], None]]
 TCG_BOOT_DOWNTIME_MS = "1000"
 #: Params that set the migration's bandwidth: with one, no cancel_delay cap.
 BANDWIDTH_PARAMS = ("migrate_parameter_max-bandwidth", "migrate_parameter_max_bandwidth")
+#: cancel_bandwidth: the share of the guest's RAM that takes cancel_delay.
+CANCEL_RAM_SHARE = 8
 #: A peer's verdict, as its abort reason tells it (engine _blame).
 _PEER_VERDICT = re.compile(r"^(TestNAError|LegacyUnsupported|TestError) on (\S+): (.*)$", re.S)
 
@@ -274,11 +276,12 @@ class MultihostMigrationRdma(MultihostMigration):
 
 def cancel_bandwidth(params: Params) -> dict[str, str]:
     """A legacy cancel test (`cancel_delay`) counts on a migration still
-    running after cancel_delay s; a small guest on a fast link (the lab's
-    256 MiB under TCG: about 5 s) is gone by then.  Unless the cfg sets a
-    bandwidth, max-bandwidth is capped so that the guest's RAM alone takes
-    twice cancel_delay (the cap stays on that QEMU, as a speed the test set
-    would)."""
+    running after cancel_delay s; a small guest on a fast link is gone by
+    then (the lab's 256 MiB guest under TCG: about 5 s, and only about a
+    third of its RAM is sent: untouched pages travel as zero pages).
+    Unless the cfg sets a bandwidth, max-bandwidth is capped so that an
+    eighth of the guest's RAM takes cancel_delay (the cap stays on that
+    QEMU, as a speed the test set would)."""
     delay = params.get("cancel_delay")
     if delay in (None, "") or any(key in params for key in BANDWIDTH_PARAMS):
         return {}
@@ -286,9 +289,9 @@ def cancel_bandwidth(params: Params) -> dict[str, str]:
         mem_mib, seconds = float(params.get("mem", 256)), float(delay)
     except ValueError:
         return {}   # the plan names the bad value
-    cap = max(1, int(mem_mib * 1024 * 1024 / (2 * max(seconds, 0.1))))
-    log.info("cancel_delay %s s: max-bandwidth %d B/s (a %g MiB guest migrates in "
-             "2 x cancel_delay at least)", seconds, cap, mem_mib)
+    cap = max(1, int(mem_mib * 1024 * 1024 / (CANCEL_RAM_SHARE * max(seconds, 0.1))))
+    log.info("cancel_delay %g s: max-bandwidth %d B/s (1/%d of a %g MiB guest's RAM "
+             "takes cancel_delay)", seconds, cap, CANCEL_RAM_SHARE, mem_mib)
     return {"migrate_parameter_max-bandwidth": str(cap)}
 
 

@@ -210,7 +210,7 @@ def test_copy_and_address_without_a_guest_network_are_test_na(tmp_path: Path) ->
 
 def test_cancel_delay_caps_the_bandwidth_unless_the_cfg_sets_one() -> None:
     capped = cancel_bandwidth(Params(cancel_delay="10", mem="256"))
-    assert capped == {"migrate_parameter_max-bandwidth": str(256 * 1024 * 1024 // 20)}
+    assert capped == {"migrate_parameter_max-bandwidth": str(256 * 1024 * 1024 // 80)}
     assert cancel_bandwidth(Params(cancel_delay=None, mem="256")) == {}
     assert cancel_bandwidth(Params(mem="256")) == {}
     assert cancel_bandwidth(Params({"cancel_delay": "10",
