@@ -36,12 +36,12 @@ Where we knowingly differ from the reference:
   a few orders of evaluation ours may raise where the reference quietly
   dropped the dicts concerned, or the other way round.
 * An entry's body is read when the expansion enters the entry (see
-  `bodyscan`): an error of structure in the body of an entry the filters
-  exclude (one the quick look at its lines cannot see, e.g. a
-  ``[default=x]`` matching no entry of a block nested in it) is not
-  raised, where the reference rejects the file.  Any line the look does
-  not know makes the body read at once, so errors within a line are
-  raised as before.
+  `bodyscan`): an error in the body of an entry the filters exclude
+  that the quick look at its lines cannot see (rare: e.g. ``k ?= v``
+  whose key is a bad regular expression, applied to the plain
+  assignments before it) is not raised, where the reference rejects the
+  file.  Any line or block the look does not know for plain makes the
+  body read at once, so the errors of the corpus are raised as before.
 """
 
 from multihost_migration.cartesian.parser import Parser

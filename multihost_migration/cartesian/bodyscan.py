@@ -42,7 +42,6 @@ _SUFFIX = re.compile(rf"suffix +{_NAME}$")
 _COND = re.compile(rf"(?:! *)?{_COND_FILTER} *:")
 _OPS = re.compile(r"\=|\+\=|\<\=|\~\=|\?\=|\?\+\=|\?\<\=")
 _NAMES = re.compile(_NAME)
-_DOTTED = re.compile(rf"{_NAME}(?=\.)|(?<=\.){_NAME}")
 _VAR_WORD = re.compile(rf"\(\s*({_NAME})\s*=\s*({_NAME})\s*\)")
 _KEYWORD = re.compile(r"(?:variants[: ]|only |no |include |del |suffix |join |-)")
 
@@ -64,31 +63,25 @@ class Index:
     """What a body's look found: where the body ends (the index of the
     first line after it), the label keys and the filter names."""
 
-    __slots__ = ("end", "keys", "words", "chains")
+    __slots__ = ("end", "keys", "words")
 
-    def __init__(self, end: int, keys: frozenset[str], words: frozenset[str],
-                 chains: frozenset[str]) -> None:
+    def __init__(self, end: int, keys: frozenset[str], words: frozenset[str]) -> None:
         self.end = end
         self.keys = keys
         self.words = words
-        self.chains = chains        # the names next to a '.'
 
 
-def _filter_words(text: str, words: set[str], chains: set[str]) -> None:
-    """Every name of a filter's text (a superset of its words' keys), and
-    those next to a '.' (a superset of the words in chains)."""
-    found = _NAMES.findall(text)
+def _filter_words(text: str, words: set[str]) -> None:
+    """Every name of a filter's text (a superset of its words' keys)."""
+    words.update(_NAMES.findall(text))
     if "(" in text:
-        found += [f"({var}={name})" for var, name in _VAR_WORD.findall(text)]
-    words.update(found)
-    if "." in text:
-        chains.update(found if "(" in text else _DOTTED.findall(text))
+        words.update(f"({var}={name})" for var, name in _VAR_WORD.findall(text))
 
 
 _BAD, _PLAIN, _COND_BLOCK = 0, 1, 2
 
 
-def _statement(text: str, words: set[str], chains: set[str]) -> int:
+def _statement(text: str, words: set[str]) -> int:
     """A line (or the rest of a conditional block's line) that is no entry
     and no ``variants``: _BAD if not plainly readable, _COND_BLOCK if it
     opens a conditional block, else _PLAIN."""
@@ -101,7 +94,7 @@ def _statement(text: str, words: set[str], chains: set[str]) -> int:
         if text.startswith(("only ", "no ")):
             if _ONLY_NO.match(text) is None:
                 return _BAD
-            _filter_words(text, words, chains)
+            _filter_words(text, words)
             return _PLAIN
         return _PLAIN if _DEL.match(text) is not None else _BAD
     elif text[0] in "-vijs" and _KEYWORD.match(text) is not None:
@@ -109,9 +102,9 @@ def _statement(text: str, words: set[str], chains: set[str]) -> int:
     cond = _COND.match(text)
     if cond is None:
         return _BAD
-    _filter_words(cond.group(), words, chains)
+    _filter_words(cond.group(), words)
     rest = text[cond.end():].strip()
-    if rest and (rest.startswith(("-", "variants")) or not _statement(rest, words, chains)):
+    if rest and (rest.startswith(("-", "variants")) or not _statement(rest, words)):
         return _BAD
     return _COND_BLOCK
 
@@ -124,14 +117,13 @@ def _close(stack: list[_Frame], indent: int) -> None:
 class _Open:
     """A nested entry whose body the look is in: its index so far."""
 
-    __slots__ = ("start", "indent", "keys", "words", "chains")
+    __slots__ = ("start", "indent", "keys", "words")
 
     def __init__(self, start: int, indent: int) -> None:
         self.start = start
         self.indent = indent
         self.keys: set[str] = set()
         self.words: set[str] = set()
-        self.chains: set[str] = set()
 
 
 Cache = dict[int, Index]
@@ -158,7 +150,7 @@ def scan(lines: Sequence[Line], start: int, indent: int,
             break
         while nested and nested[-1].indent >= here:
             _done(nested.pop(), i, cache)
-        if not _line(lines, i, stack, [outer, *nested]):
+        if not _line(lines, i, stack, outer, nested):
             return None
         if line.text[0] == "-":
             nested.append(_Open(i + 1, here))
@@ -167,20 +159,19 @@ def scan(lines: Sequence[Line], start: int, indent: int,
         _done(entry, i, cache)
     if i == start:
         return None
-    return Index(i, frozenset(outer.keys), frozenset(outer.words),
-                 frozenset(outer.chains))
+    return Index(i, frozenset(outer.keys), frozenset(outer.words))
 
 
 def _done(entry: _Open, end: int, cache: Cache) -> None:
     if end > entry.start:
-        cache[entry.start] = Index(end, frozenset(entry.keys),
-                                   frozenset(entry.words), frozenset(entry.chains))
+        cache[entry.start] = Index(end, frozenset(entry.keys), frozenset(entry.words))
 
 
 def _line(lines: Sequence[Line], i: int, stack: list[_Frame],
-          into: list[_Open]) -> bool:
+          outer: _Open, nested: list[_Open]) -> bool:
     """Look at lines[i]: False if it is not plainly readable; else its
-    label keys and filter names go into the indexes of `into`."""
+    label keys and filter names go into the indexes of `outer` and of the
+    open `nested` entries."""
     line = lines[i]
     here = line.indent
     text = line.text
@@ -195,7 +186,8 @@ def _line(lines: Sequence[Line], i: int, stack: list[_Frame],
         keys = m.group(1).split(".")
         if top.var:
             keys += [f"({top.var}={name})" for name in keys]
-        for entry in into:
+        outer.keys.update(keys)
+        for entry in nested:
             entry.keys.update(keys)
         return True
     if top is not None and not top.cond and here <= top.entry_indent:
@@ -209,14 +201,13 @@ def _line(lines: Sequence[Line], i: int, stack: list[_Frame],
         stack.append(_Frame(here, m.group(1), False))
         return True
     words: set[str] = set()
-    chains: set[str] = set()
-    kind = _statement(text, words, chains)
+    kind = _statement(text, words)
     if kind == _BAD:
         return False
     if words:
-        for entry in into:
+        outer.words |= words
+        for entry in nested:
             entry.words |= words
-            entry.chains |= chains
     if kind == _COND_BLOCK:
         stack.append(_Frame(here, None, True))
     return True

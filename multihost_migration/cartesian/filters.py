@@ -122,8 +122,7 @@ def _match_adjacent(chain: Chain, ctx: Sequence[Label],
 class Filter:
     """A parsed filter: alternatives (OR) of terms (AND of chains)."""
 
-    __slots__ = ("_text", "terms", "words", "chain_words", "broken", "anyof",
-                 "_plan")
+    __slots__ = ("_text", "terms", "words", "broken", "anyof", "_plan")
 
     def __init__(self, text: Optional[str], terms: tuple[Term, ...]) -> None:
         self._text = text
@@ -147,9 +146,6 @@ class Filter:
                 single = False
             plan.append((frozenset(keys), tuple(chains)))
         self.words = frozenset(words)
-        # the words whose order in the context matters ("a.b")
-        self.chain_words = frozenset(w.key for term in terms for chain in term
-                                     if len(chain) > 1 for w in chain)
         # alternatives of one word each: matching is a set intersection
         self.anyof: Optional[frozenset[str]] = (
             self.words if single and terms else None)

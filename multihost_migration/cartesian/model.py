@@ -182,14 +182,13 @@ class Lazy:
     its entries add (`keys`) and every name its filters may hold (`words`),
     both supersets, enough to tell that a filter cannot match below."""
 
-    __slots__ = ("scope", "keys", "words", "chains", "read")
+    __slots__ = ("scope", "keys", "words", "read")
 
-    def __init__(self, scope: "Node", keys: frozenset[str], words: frozenset[str],
-                 chains: frozenset[str], read: Callable[["Node"], None]) -> None:
+    def __init__(self, scope: "Node", keys: frozenset[str],
+                 words: frozenset[str], read: Callable[["Node"], None]) -> None:
         self.scope = scope
         self.keys = keys
         self.words = words
-        self.chains = chains    # of the words, those in chains ("a.b")
         self.read = read
 
 

@@ -21,7 +21,15 @@ def _gc_paused() -> Iterator[None]:
     and each collection the allocations trigger walks all of them (half of
     the time on a large tree).  Pausing only defers collection (whatever
     is garbage is collected by the next run after); the collector is back
-    on, as the caller had it, before anything returns or is yielded."""
+    on, as the caller had it, before anything returns or is yielded.
+
+    `Parser.get_dicts` also keeps what exists once the state graph is
+    built (the tree, the graph) out of the young generations while the
+    dicts are made (``gc.freeze``), and puts it in the oldest one at the
+    end (``gc.unfreeze``): else the collector walks those hundreds of
+    thousands of objects two or three times as they age, a quarter of the
+    time on a real tree.  (Not when something else froze objects: the end
+    would unfreeze them.)"""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -115,9 +123,17 @@ class Parser:
         flatten = self._first_get_dicts
         self._first_get_dicts = False
         dicts = tree.expand(self.node, self._finished, flatten)
-        while True:
-            with _gc_paused():
-                d = next(dicts, None)
-            if d is None:
-                return
-            yield d  # type: ignore[misc]
+        frozen = False
+        try:
+            while True:
+                with _gc_paused():
+                    d = next(dicts, None)
+                    if not frozen and not gc.get_freeze_count():
+                        gc.freeze()
+                        frozen = True
+                if d is None:
+                    return
+                yield d  # type: ignore[misc]
+        finally:
+            if frozen:
+                gc.unfreeze()

@@ -1107,7 +1107,7 @@ class TreeBuilder:
         reader.index = found.end
         lexer.fast = True       # as after reading a body of plain lines
         entry = Node()
-        entry.lazy = Lazy(scope, found.keys, found.words, found.chains, functools.partial(
+        entry.lazy = Lazy(scope, found.keys, found.words, functools.partial(
             self._read_later, body, scope, indent, var))
         return entry
 

@@ -44,7 +44,7 @@ class Info:
                  "break_on_default", "texts", "names", "filtered", "prog",
                  "cond_words", "plain", "has_cond", "fmap", "reads_maps",
                  "keyset", "dep_parts", "batch", "chain_filters", "resolved",
-                 "sets", "chain_words")
+                 "sets")
 
     def __init__(self) -> None:
         self.keys: tuple[str, ...] = ()            # present-keys of labels
@@ -71,7 +71,6 @@ class Info:
         # prog with its conditional blocks resolved, per context signature
         self.resolved: dict[Any, tuple[Item, ...]] = {}
         self.sets: frozenset[str] = frozenset()     # keys its content sets
-        self.chain_words: frozenset[str] = frozenset()  # of words: in "a.b"
 
 
 def info(node: Node) -> Info:
@@ -138,7 +137,6 @@ def _summary(node: Node, lazy: Lazy) -> Info:
     scope = info(lazy.scope)
     result.below = lazy.keys.union(scope.below, scope.keys)
     result.words = lazy.words | scope.words
-    result.chain_words = lazy.chains | scope.chain_words
     result.filtered = True
     return result
 
@@ -164,8 +162,6 @@ def _prepare_node(node: Node, options: Options) -> None:
             factors.append(factor)
     node_info.factors = tuple(factors)
     node_info.words = node_info.words.union(*(info(f).words for f in factors))
-    node_info.chain_words = node_info.chain_words.union(
-        *(info(f).chain_words for f in factors))
     node_info.filtered = True
 
 
@@ -376,7 +372,6 @@ def _info(node: Node, content: Sequence[Item], options: Options) -> Info:
     result.names = tuple(lb.name for lb in node.labels)
     below: set[str] = set()
     words: set[str] = set()
-    chain_words: set[str] = set()
     filtered = False
     for child in node.children:
         child_info = info(child)
@@ -384,14 +379,11 @@ def _info(node: Node, content: Sequence[Item], options: Options) -> Info:
         below |= child_info.below
         below.update(child_info.keys)
         words |= child_info.words
-        chain_words |= child_info.chain_words
     result.below = frozenset(below)
     result.filter_items = tuple(i for i in content if _is_filter_item(i))
     for item in result.filter_items:
         words |= item_words(item)
-        chain_words |= item_words(item, True)
     result.words = frozenset(words)
-    result.chain_words = frozenset(chain_words)
     result.filtered = filtered or bool(result.filter_items)
     result.break_on_default = (options.defaults
                                and node.var not in options.expand_defaults)
@@ -416,15 +408,14 @@ def _info(node: Node, content: Sequence[Item], options: Options) -> Info:
     return result
 
 
-def item_words(item: Item, chains: bool = False) -> frozenset[str]:
-    """Keys of the filter words an item's decision depends on (`chains`:
-    those in chains of words, whose order matters)."""
+def item_words(item: Item) -> frozenset[str]:
+    """Keys of the filter words an item's decision depends on."""
     found: set[str] = set()
     if isinstance(item, (OnlyNo, Cond)):
-        found |= item.filter.chain_words if chains else item.filter.words
+        found |= item.filter.words
     if isinstance(item, Cond):
         for sub in item.body:
-            found |= item_words(sub, chains)
+            found |= item_words(sub)
     return frozenset(found)
 
 
@@ -516,9 +507,8 @@ class Graph:
         self.labels: list[Label] = []
         self.present: dict[str, int] = {}
         self.memo: dict[tuple[Any, ...], State] = {}
-        self.pending_words: dict[tuple[Item, ...], tuple[frozenset[str], frozenset[str]]] = {}
-        self.unions: dict[tuple[Info, tuple[Item, ...]],
-                          tuple[frozenset[str], frozenset[str]]] = {}
+        self.pending_words: dict[tuple[Item, ...], frozenset[str]] = {}
+        self.unions: dict[tuple[Info, tuple[Item, ...]], frozenset[str]] = {}
 
     def push(self, node_info: Info, labels: Sequence[Label]) -> None:
         self.labels.extend(labels)
@@ -537,25 +527,21 @@ class Graph:
             else:
                 del present[key]
 
-    def words_of(self, pending: tuple[Item, ...]) -> tuple[frozenset[str], frozenset[str]]:
-        """The words of pending items, and those of them in chains."""
+    def words_of(self, pending: tuple[Item, ...]) -> frozenset[str]:
         found = self.pending_words.get(pending)
         if found is None:
-            found = (frozenset().union(*(item_words(i) for i in pending)),
-                     frozenset().union(*(item_words(i, True) for i in pending)))
+            found = frozenset().union(*(item_words(i) for i in pending))
             self.pending_words[pending] = found
         return found
 
-    def _words(self, node_info: Info,
-               pending: tuple[Item, ...]) -> tuple[frozenset[str], frozenset[str]]:
-        """The words that decide below a node, and those in chains."""
+    def _words(self, node_info: Info, pending: tuple[Item, ...]) -> frozenset[str]:
+        """The words that decide below a node (made once per pending)."""
         if not pending:
-            return node_info.words, node_info.chain_words
+            return node_info.words
         found = self.unions.get((node_info, pending))
         if found is None:
-            words, chains = self.words_of(pending)
-            found = (node_info.words | words, node_info.chain_words | chains)
-            self.unions[(node_info, pending)] = found
+            found = self.unions[(node_info, pending)] = (
+                node_info.words | self.words_of(pending))
         return found
 
     def state(self, node: Node, pending: tuple[Item, ...]) -> State:
@@ -615,13 +601,8 @@ class Graph:
              pending: tuple[Item, ...]) -> tuple[Any, ...]:
         if not pending and not node_info.filtered:
             return (node,)
-        words, chains = self._words(node_info, pending)
-        # what the decisions below depend on: which of their words the
-        # context holds, and where, for the words in chains ("a.b")
-        present = self.present.keys()
-        if not chains or present.isdisjoint(chains):
-            return (node, frozenset(present & words), pending)
-        return (node, _project(self.labels, words), pending)
+        return (node, _project(self.labels, self._words(node_info, pending)),
+                pending)
 
     def _state(self, node: Node, node_info: Info,
                pending: tuple[Item, ...]) -> State:
