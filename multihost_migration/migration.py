@@ -762,7 +762,8 @@ class MultihostMigration:
     def _network_verdict(mig_data: MigrationData, net: NetworkChecks, where: str,
                          findings: Optional[Mapping[str, Any]]) -> None:
         """Source: the network figures into the stats; a FAIL naming the network."""
-        problems = net.record(mig_data.stats, where, findings)
+        gone = [vm.name for vm in mig_data.vms if not vm.is_alive()]
+        problems = net.record(mig_data.stats, where, findings, gone)
         if problems:
             raise NetworkCheckError("; ".join(problems))
 

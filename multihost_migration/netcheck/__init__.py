@@ -19,7 +19,9 @@ For every migration of VMs with a NIC (`guest_network = yes`) and
 
 A migration that did not complete (failed or cancelled, on purpose or not)
 left the guest on the source: its echoes and TCP connection are checked
-the same, the destination's fdb is recorded but not required (`moved`).
+the same, the destination's fdb is recorded but not required (`moved`);
+with its source QEMU gone too (`source_gone`) no guest is left to answer:
+recorded, not a network problem (the migration's checks judge that).
 
 Params (read once, `NetCheckPlan.from_params`):
 
@@ -41,7 +43,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Collection, Mapping, Optional, Sequence
 
 from multihost_migration.errors import GuestCheckError
 from multihost_migration.netcheck import fdb
@@ -190,8 +192,10 @@ class NetworkChecks:
     # -- both -------------------------------------------------------------------
 
     def record(self, stats: dict[str, dict[str, Any]], dst: str,
-               findings: Optional[Mapping[str, Any]]) -> list[str]:
-        """Put each VM's network figures into its stats; the problems found."""
+               findings: Optional[Mapping[str, Any]],
+               source_gone: Collection[str] = ()) -> list[str]:
+        """Put each VM's network figures into its stats; the problems found.
+        `source_gone`: VMs whose source QEMU no longer runs."""
         problems = []
         for name, nic in self.nics.items():
             result = dict(self.results.get(name) or {})
@@ -200,7 +204,8 @@ class NetworkChecks:
             # it was: no port of the destination's to prove
             moved = (stats.get(name) or {}).get("status") == "completed"
             entry = {"ip": nic.ip, "mac": nic.mac, "model": nic.model,
-                     "client": self.plan.client, **result, "fdb": found, "moved": moved}
+                     "client": self.plan.client, **result, "fdb": found, "moved": moved,
+                     "source_gone": name in source_gone}
             stats.setdefault(name, {})["network"] = entry
             problems += network_problems(name, dst, nic, self.plan, entry)
         return problems
@@ -216,6 +221,10 @@ def summary(result: Mapping[str, Any]) -> str:
 def network_problems(name: str, dst: str, nic: NicConfig, plan: NetCheckPlan,
                      entry: Mapping[str, Any]) -> list[str]:
     """What a migration's network record shows wrong, each naming the network."""
+    if not entry.get("moved", True) and entry.get("source_gone"):
+        # not migrated and its source QEMU gone: no guest left to answer (the
+        # migration's own checks judge that: a death, or a defect expected)
+        return []
     where = f"{name} ({nic.ip}, {nic.mac}) after migration to {dst}"
     fdb_found = entry.get("fdb") or {}
     down = [f"{link} is {state}" for link, state in (fdb_found.get("uplinks") or {}).items()

@@ -203,6 +203,16 @@ def test_a_guest_that_stayed_needs_no_fdb_on_the_destination() -> None:
     assert checks.record(stats, "h2", {"vm1": wrong_port}) != []
 
 
+def test_no_guest_left_to_answer_is_not_a_network_problem() -> None:
+    """Not migrated and its source QEMU gone (7.2 accepting migrate_cancel in
+    postcopy loses the guest): recorded, judged by the migration's checks."""
+    lost = good_entry(replies_after_mark=0, tcp_alive_after=False, moved=False)
+    assert network_problems("vm1", "h2", NIC, PLAN, {**lost, "source_gone": True}) == []
+    assert network_problems("vm1", "h2", NIC, PLAN, lost) != []
+    assert network_problems("vm1", "h2", NIC, PLAN,
+                            {**lost, "moved": True, "source_gone": True}) != []
+
+
 def test_no_tcp_check_when_not_asked() -> None:
     plan = NetCheckPlan(tcp=False)
     assert network_problems("vm1", "h2", NIC, plan,
