@@ -509,6 +509,7 @@ class Graph:
         self.memo: dict[tuple[Any, ...], State] = {}
         self.pending_words: dict[tuple[Item, ...], frozenset[str]] = {}
         self.unions: dict[tuple[Info, tuple[Item, ...]], frozenset[str]] = {}
+        self.only_words: dict[tuple[Item, ...], tuple[frozenset[str], ...]] = {}
 
     def push(self, node_info: Info, labels: Sequence[Label]) -> None:
         self.labels.extend(labels)
@@ -566,7 +567,14 @@ class Graph:
     def _excluded(self, node: Node, node_info: Info,
                   pending: tuple[Item, ...]) -> bool:
         """Whether the pending filters exclude a lazy entry, by its index
-        (an error is left for the entry's reading to raise, in order)."""
+        (an error is left for the entry's reading to raise, in order).
+        First the cheap test: an ``only`` of single words none of which
+        the context or the entry's subtree holds (``only migrate`` at the
+        entries of the tests block: met for thousands of them)."""
+        for anyof in self._only_words(pending):
+            if (anyof.isdisjoint(self.present) and anyof.isdisjoint(node_info.below)
+                    and anyof.isdisjoint(node_info.keys)):
+                return True
         self.push(node_info, node.labels)
         try:
             return not _decide(pending, self.labels, self.present.keys(),
@@ -575,6 +583,15 @@ class Graph:
             return False
         finally:
             self.pop(node_info, node.labels)
+
+    def _only_words(self, pending: tuple[Item, ...]) -> tuple[frozenset[str], ...]:
+        """The words of the pending ``only`` filters of single words."""
+        found = self.only_words.get(pending)
+        if found is None:
+            found = self.only_words[pending] = tuple(
+                i.filter.anyof for i in pending if isinstance(i, OnlyNo) and i.keep
+                and i.filter.anyof is not None and i.filter.broken is None)
+        return found
 
     def _join_state(self, node: Node, node_info: Info,
                     pending: tuple[Item, ...]) -> State:

@@ -4,6 +4,7 @@ read, errors in a body read late still naming file and line."""
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from typing import Any
@@ -67,6 +68,21 @@ def test_a_body_no_filter_can_reach_is_never_read() -> None:
     assert [e.labels[0].name for e in entries] == ["a", "b", "c"]
     assert entries[0].lazy is not None and entries[2].lazy is not None
     assert entries[1].lazy is None
+
+
+def test_the_collector_is_left_as_found() -> None:
+    # the tree and the state graph are frozen (gc.freeze) while the dicts
+    # are made, unfrozen when the generator ends or is closed
+    assert gc.get_freeze_count() == 0 and gc.isenabled()
+    parser = Parser()
+    parser.parse_string(TREE)
+    dicts = parser.get_dicts()
+    next(dicts)
+    assert gc.get_freeze_count() > 0 and gc.isenabled()
+    dicts.close()
+    assert gc.get_freeze_count() == 0
+    assert len(list(parser.get_dicts())) == 6
+    assert gc.get_freeze_count() == 0 and gc.isenabled()
 
 
 def test_a_line_the_look_does_not_know_is_read_at_once(tmp_path: Any) -> None:
