@@ -17,6 +17,12 @@ How it is made fast:
 * Contents are applied once per dict; the leaf's (everything before the
   first ``variants`` block, usually the bulk: base.cfg) is applied once
   per signature of its conditional blocks and copied.
+* Only what the expansion enters is read and prepared: an entry whose
+  body is not read yet (`Node.lazy`, see `bodyscan`) has a summary Info
+  from its body's index; when the pending filters cannot exclude it by
+  that index, its body is read and its Info computed (`Graph.state`).
+  The keys the ``?=`` expressions may match are those of the nodes read
+  (`settle`): no dict holds any other.
 """
 
 from __future__ import annotations
