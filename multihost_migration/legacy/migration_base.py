@@ -54,7 +54,8 @@ class MigrationBase:
         self.kill_bg_stress_cmd = params.get("kill_bg_stress_cmd", "killall -9 stress")
         self.bg_stress_test = params.get("bg_stress_test")
         self.check_running_cmd = params.get("check_running_cmd")
-        self.max_speed = convert_data_size(f"{params.get('max_migration_speed', '1000')}M")
+        # a bare number is MiB; `100M` carries its unit
+        self.max_speed = convert_data_size(str(params.get("max_migration_speed", "1000")), "M")
         self.need_set_speed = params.get("need_set_speed", "yes") == "yes"
         self.WAIT_SHORT = 15
 

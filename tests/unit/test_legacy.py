@@ -136,6 +136,7 @@ def test_guest_lacks_makes_kdump_and_autotest_tests_test_na() -> None:
 def test_host_helpers() -> None:
     assert convert_data_size("10M") == 10 << 20
     assert convert_data_size("1G", "M") == 1 << 30 and convert_data_size("5", "M") == 5 << 20
+    assert convert_data_size("100M", "M") == 100 << 20
     stat = Statistic()
     for value in (3, 1, 2):
         stat.record(value)
