@@ -4,7 +4,7 @@ Standard library only, no package import: the host sends this file's text
 over SSH and the client machine runs it with its own `python3 -c` (nothing
 is installed there).  Arguments (argv, all required):
 
-    TARGET PORT INTERVAL_MS MAX_SECONDS TCP(0|1) LOAD(0|1) READY_TIMEOUT
+    TARGET PORT INTERVAL_MS MAX_SECONDS TCP(0|1) LOAD(0|1) READY_TIMEOUT [FORGET(0|1)]
 
 From the start it sends one UDP datagram (sequence number) to TARGET:PORT
 every INTERVAL_MS and records when each echo comes back.  With TCP=1 it
@@ -19,7 +19,11 @@ Commands on stdin, one per line; answers on stdout, one JSON line each:
                     check the TCP connection, stop  -> {"result": {...}}
     (end of input, or MAX_SECONDS passed: stop and report, as finish 0)
 
-The first line out is {"ready": {...}}.  Times are seconds on this
+With FORGET=1 it first drops this machine's neighbour (ARP) entry for
+TARGET (`ip neigh flush to TARGET`): the guests' addresses come back with
+new MACs, and a stale entry naming an earlier guest's MAC first takes ~8 s
+(delay, then unicast probes nobody answers) before a broadcast finds the
+new one.  The first line out is {"ready": {...}}.  Times are seconds on this
 machine's monotonic clock, relative to the probe's start.
 """
 
@@ -28,6 +32,7 @@ from __future__ import annotations
 import json
 import select
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -190,13 +195,24 @@ class Probe:
         return self.result(tcp_after)
 
 
+def forget_neighbour(target: str) -> str:
+    """Drop the neighbour entry for `target`; '' or what went wrong."""
+    try:
+        proc = subprocess.run(["ip", "neigh", "flush", "to", target], capture_output=True,
+                              text=True, timeout=5, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return str(err)
+    return proc.stderr.strip() if proc.returncode else ""
+
+
 def emit(obj: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(obj) + "\n")
     sys.stdout.flush()
 
 
 def main(argv: list[str]) -> int:
-    target, port, interval_ms, max_s, tcp, load, ready_timeout = argv
+    target, port, interval_ms, max_s, tcp, load, ready_timeout, *more = argv
+    forgot = forget_neighbour(target) if more[:1] == ["1"] else None
     probe = Probe(target, int(port), float(interval_ms) / 1000.0, float(max_s),
                   tcp == "1", load == "1", float(ready_timeout))
     for body in (probe.sender, probe.receiver):
@@ -206,7 +222,8 @@ def main(argv: list[str]) -> int:
     if probe.load:
         threading.Thread(target=probe.pump, daemon=True).start()
     emit({"ready": {"tcp_opened": probe.tcp is not None, "tcp_error": probe.tcp_error,
-                    "replies": len(probe.replies), "t": probe.now()}})
+                    "replies": len(probe.replies), "t": probe.now(),
+                    "neigh_flush": forgot}})
     deadline = probe.t0 + probe.max_seconds
     while True:
         left = deadline - time.monotonic()

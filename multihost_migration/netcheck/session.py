@@ -36,11 +36,13 @@ class NetworkCheckError(GuestCheckError):
 
 
 def probe_command(python: str, target: str, port: int, interval_ms: float,
-                  max_seconds: float, tcp: bool, load: bool, ready_timeout: float) -> str:
+                  max_seconds: float, tcp: bool, load: bool, ready_timeout: float,
+                  forget_neighbour: bool = True) -> str:
     """The shell command the client runs: python3 -c <probe.py> ARGS."""
     source = PROBE_SOURCE.read_text()
     args = [target, str(port), f"{interval_ms:g}", f"{max_seconds:g}",
-            "1" if tcp else "0", "1" if load else "0", f"{ready_timeout:g}"]
+            "1" if tcp else "0", "1" if load else "0", f"{ready_timeout:g}",
+            "1" if forget_neighbour else "0"]
     return shlex.join([python, "-c", source, *args])
 
 

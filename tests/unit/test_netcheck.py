@@ -131,7 +131,8 @@ def test_probe_stops_itself_at_its_deadline(echo: Echo) -> None:
 def test_probe_command_sends_the_probe_source() -> None:
     cmd = probe_command("python3", "198.19.0.101", 7, 5, 600, True, False, 30)
     assert cmd.startswith("python3 -c ")
-    assert cmd.endswith(" 198.19.0.101 7 5 600 1 0 30")
+    assert cmd.endswith(" 198.19.0.101 7 5 600 1 0 30 1")   # 1: forget the neighbour
+    assert probe_command("python3", "h", 7, 5, 600, True, False, 30, False).endswith(" 30 0")
     assert "def main(argv" in cmd
 
 
