@@ -555,8 +555,11 @@ class Graph:
         """The state of `node` (its labels not yet on the context); a
         lazy entry is read first, unless a pending filter excludes it."""
         node_info = info(node)
-        if node.lazy is not None:
+        lazy = node.lazy
+        if lazy is not None:
             if pending and self._excluded(node, node_info, pending):
+                return _DEAD
+            if self._scope_dead(node, node_info, lazy, pending):
                 return _DEAD
             node.materialize()
             node.info = None
@@ -585,6 +588,27 @@ class Graph:
         try:
             return not _decide(pending, self.labels, self.present.keys(),
                                node_info.below, [], False)
+        except ConfigError:
+            return False
+        finally:
+            self.pop(node_info, node.labels)
+
+    def _scope_dead(self, node: Node, node_info: Info, lazy: Lazy,
+                    pending: tuple[Item, ...]) -> bool:
+        """Whether every path through a lazy entry dies below it, told
+        without reading its body.  The paths all end on its scope; when
+        what decides from there down (the pending filters, the scope's
+        subtree) sees neither the entry's labels nor its body's, the
+        scope's state is the one every path meets, and the body can only
+        add filters: a dead scope (no join below) makes the entry dead.
+        An error is left for the entry's reading to raise, in order."""
+        scope = lazy.scope
+        words = self._words(info(scope), pending)
+        if not (words.isdisjoint(node_info.keys) and words.isdisjoint(lazy.keys)):
+            return False
+        self.push(node_info, node.labels)
+        try:
+            return self.state(scope, pending) is _DEAD
         except ConfigError:
             return False
         finally:

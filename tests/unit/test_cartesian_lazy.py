@@ -70,6 +70,42 @@ def test_a_body_no_filter_can_reach_is_never_read() -> None:
     assert entries[1].lazy is None
 
 
+NESTED = """\
+variants:
+    - t1:
+        only Windows
+        variants:
+            - n1:
+                k = 1
+            - n2:
+                k = 2
+    - t2:
+        k = 3
+variants guest:
+    - Linux:
+    - Windows:
+"""
+
+
+@pytest.mark.parametrize("guest", ["Linux", "Windows"])
+def test_entries_whose_scope_dies_are_never_read(guest: str) -> None:
+    # every path through n1 and n2 meets t1's `only Windows`: for Linux
+    # it excludes them without their bodies being read
+    parser = Parser()
+    parser.parse_string(NESTED)
+    parser.only_filter(guest)
+    names = [d["name"] for d in parser.get_dicts()]
+    assert names == ([f"(guest={guest}).t2"] if guest == "Linux" else
+                     [f"(guest={guest}).t1.n1", f"(guest={guest}).t1.n2",
+                      f"(guest={guest}).t2"])
+    t1 = parser.node.children[0].children[0].children[0]
+    nested = t1.children
+    assert [e.labels[0].name for e in nested] == ["n1", "n2"]
+    assert all((e.lazy is not None) == (guest == "Linux") for e in nested)
+    assert [list(d.items()) for d in parser.get_dicts()] == _dicts(
+        NESTED, False, f"only {guest}")
+
+
 def test_the_collector_is_left_as_found() -> None:
     # the tree and the state graph are frozen (gc.freeze) while the dicts
     # are made, unfrozen when the generator ends or is closed
