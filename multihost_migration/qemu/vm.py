@@ -64,6 +64,8 @@ _MAX_SOCKET_PATH = 100
 #: Seconds a network login gets before `login_via = auto` falls back to the
 #: serial console (a booted guest answers telnet in about a second).
 NETWORK_LOGIN_TRY = 30.0
+#: Seconds between network login attempts.
+NETWORK_LOGIN_RETRY = 1.0
 
 
 class VMState(enum.Enum):
@@ -599,21 +601,29 @@ class VM:
         return session
 
     def _network_login(self, timeout: float) -> ConsoleSession:
-        """A new telnet session to the guest's address (LoginError if none)."""
+        """A new telnet session to the guest's address, tried again until
+        `timeout` (a booting guest refuses or is not reachable yet: falling
+        back to the console then would start its work in another shell);
+        LoginError with the last attempt's reason if none."""
         self._require_state("network login", VMState.RUNNING)
         login = self.config.login
-        try:
-            session = network_login(self.name, self.get_address(), timeout,
-                                    self.log.getChild("telnet"), username=login.username,
-                                    password=login.password,
-                                    shell_prompt=login.shell_prompt,
-                                    login_prompt=login.login_prompt,
-                                    password_prompt=login.password_prompt)
-        except LoginError as err:
-            if not self.is_alive():
-                raise LoginError(self.name, f"QEMU exited: {err.reason}",
-                                 self.log_tail()) from err
-            raise
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                session = network_login(
+                    self.name, self.get_address(), max(1.0, deadline - time.monotonic()),
+                    self.log.getChild("telnet"), username=login.username,
+                    password=login.password, shell_prompt=login.shell_prompt,
+                    login_prompt=login.login_prompt, password_prompt=login.password_prompt)
+                break
+            except LoginError as err:
+                if not self.is_alive():
+                    raise LoginError(self.name, f"QEMU exited: {err.reason}",
+                                     self.log_tail()) from err
+                if time.monotonic() + NETWORK_LOGIN_RETRY >= deadline:
+                    raise
+                self.log.debug("%s; again in %g s", err.reason, NETWORK_LOGIN_RETRY)
+                time.sleep(NETWORK_LOGIN_RETRY)
         self._network_sessions = [s for s in self._network_sessions if s.is_open]
         self._network_sessions.append(session)
         self.log.info("logged in over the network (%s:%d)", session.address, session.port)

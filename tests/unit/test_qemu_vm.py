@@ -306,3 +306,31 @@ def test_copy_needs_a_network(tmp_path: Path) -> None:
     vm = running_vm(tmp_path, FakeChannel())
     with pytest.raises(GuestError, match="the VM has no NIC"):
         vm.copy_files_to(str(tmp_path / "x"), "/tmp/x")
+
+
+def test_network_login_tries_again_until_its_deadline(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A booting guest refuses telnet at first: tried again, no fallback."""
+    from multihost_migration.qemu import vm as vm_mod
+    vm = VM("vm1", NIC, tmp_path)
+    vm._qmp, vm._process, vm._state = FakeChannel(), FakeProcess(), VMState.RUNNING
+    attempts: list[float] = []
+
+    class Session:
+        address, port, is_open = "198.19.0.1", 23, True
+
+    def fake_login(name: str, address: str, timeout: float, *args: Any, **kwargs: Any) -> Any:
+        attempts.append(timeout)
+        if len(attempts) < 3:
+            raise LoginError("vm1", "console client exited (No route to host)")
+        return Session()
+
+    monkeypatch.setattr(vm_mod, "network_login", fake_login)
+    monkeypatch.setattr(vm_mod, "NETWORK_LOGIN_RETRY", 0.01)
+    assert isinstance(vm.wait_for_login(10), Session)
+    assert len(attempts) == 3 and attempts[0] <= 10
+    attempts.clear()
+    monkeypatch.setattr(vm_mod, "network_login", lambda *a, **k: (_ for _ in ()).throw(
+        LoginError("vm1", "refused")))
+    with pytest.raises(LoginError, match="refused"):
+        vm.wait_for_login(0.05, via="network")
