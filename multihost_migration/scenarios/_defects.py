@@ -13,12 +13,16 @@ The pair's versions come from preflight (`qemu_pair_versions`, each
 host's QEMU in host order); without them (a run that skipped preflight)
 the allowance applies, as before these measurements.
 
-Two defects of migrate_cancel (cancel_states), both on the source's QEMU
-and both gone in 10.0 (`CancelDefect`: what, first fixed release, the
+Three defects of migrate_cancel (cancel_states), all on the source's QEMU
+and all gone in 10.0 (`CancelDefect`: what, first fixed release, the
 upstream change): the scenario's verdict is WARN, naming the defect, its
 fix and the evidence, only when the source's QEMU is known (preflight)
 and older than the fix AND the outcome matches the defect's signature
 (`*_signature`); any other outcome, or the same one on a fixed QEMU, FAILs.
+The third (`DISKS_LEFT_INACTIVE`) is seen before it does harm: the source's
+block nodes after the cancel (`inactive_nodes`: QEMU 10.0's `active` flag,
+or, where QMP has none (7.2), the nodes whose parents held `write` before
+the migration and hold it no more: inactivation drops every permission).
 
 Not a scenario itself (no `run`).
 """
@@ -92,6 +96,48 @@ CANCEL_IN_DEVICE = CancelDefect(
         "pre-switchover -> device under the BQL)")
 
 
+DISKS_LEFT_INACTIVE = CancelDefect(
+    what="disks left inactive after a cancel in the device state: the source "
+         "inactivated its disks for the switchover, the cancel left them so under the "
+         "running guest, and the next migration aborts QEMU (bdrv_inactivate_recurse "
+         "assertion, SIGABRT)",
+    fixed_in="10.0",
+    fix="'migration/block: Fix possible race with block_inactive' (8c97c5a476d1) and "
+        "'migration/block: Rewrite disk activation' (8597af76153a)")
+
+
+def writable_nodes(graph: Mapping[str, Any]) -> set[str]:
+    """Named block nodes some parent holds `write` on (x-debug-query-block-graph)."""
+    names = {n.get("id"): str(n.get("name") or "") for n in graph.get("nodes") or []}
+    return {names.get(edge.get("child"), "") for edge in graph.get("edges") or []
+            if "write" in (edge.get("perm") or [])} - {""}
+
+
+def inactive_nodes(before: set[str], graph: Mapping[str, Any],
+                   named: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Block nodes inactive now: `active` false (QEMU >= 10.0, query-named-block-nodes),
+    or writable `before` the migration and with no writer now."""
+    flagged = {str(n.get("node-name")) for n in named if n.get("active") is False}
+    return sorted(flagged | (before - writable_nodes(graph)))
+
+
+def inactive_after_cancel(version: Optional[str], nodes: Sequence[str], status: str,
+                          runstate: str, where: str) -> tuple[bool, str]:
+    """(warn, message) for disks found inactive on a source after a cancel:
+    WARN only on a QEMU older than the fix with the defect's signature
+    (status 'cancelled', the guest running, nodes inactive); else FAIL."""
+    evidence = (f"{where}: QEMU {version or '(version unknown)'}: block nodes "
+                f"{', '.join(nodes)} inactive after migrate_cancel on the 'device' event, "
+                f"migration status {status!r}, guest {runstate!r}")
+    if DISKS_LEFT_INACTIVE.applies(version) and nodes and status == "cancelled" \
+            and runstate == "running":
+        return True, DISKS_LEFT_INACTIVE.warning(
+            str(version), f"{evidence}; the verifying migration was not attempted "
+                          f"(it would abort QEMU)")
+    return False, f"{evidence}: the guest runs on disks its QEMU gave up (no known defect " \
+                  f"of this QEMU)"
+
+
 def version_key(version: str) -> tuple[int, ...]:
     """(10, 0, 2) for '10.0.2' (each part's leading digits; none: 0)."""
     out = []
@@ -135,7 +181,8 @@ def outran_signature(lags_ms: Sequence[int], sourced: int) -> bool:
         and all(0 <= lag <= ON_THE_EVENT_MS for lag in lags_ms)
 
 
-__all__ = ["CANCEL_IN_DEVICE", "CANCEL_IN_POSTCOPY", "CancelDefect", "ON_THE_EVENT_MS",
-           "TCG_LOST_WRITES_SEEN", "host_version", "major_minor", "outran_signature", "pair_versions",
+__all__ = ["CANCEL_IN_DEVICE", "CANCEL_IN_POSTCOPY", "CancelDefect", "DISKS_LEFT_INACTIVE",
+           "ON_THE_EVENT_MS", "TCG_LOST_WRITES_SEEN", "host_version", "inactive_after_cancel",
+           "inactive_nodes", "major_minor", "outran_signature", "pair_versions",
            "postcopy_cancel_signature", "tcg_lost_writes_possible", "two_copies_signature",
-           "version_key"]
+           "version_key", "writable_nodes"]

@@ -25,7 +25,7 @@ destination's incoming side ends (failed), the source guest runs on with
 every page of the memory dirtier intact, and a second migration of the
 same guest completes, verified on the destination (memory and disk).
 
-QEMU before 10.0 has two defects here (scenarios/_defects.py: what, the
+QEMU before 10.0 has three defects here (scenarios/_defects.py: what, the
 upstream fix): the verdict is WARN naming it, with the evidence, only
 where the migration's source QEMU is known to be older than the fix and
 the outcome has the defect's signature; otherwise these outcomes FAIL.
@@ -36,6 +36,11 @@ the outcome has the defect's signature; otherwise these outcomes FAIL.
   this host sourced completed although its cancel went on the `device`
   event (sent <= 100 ms after QEMU emitted it, by the event's timestamp:
   7.2 answers QMP only after its device phase);
+* device: the source's block nodes stay inactive under the running guest
+  after the cancel (read on the source at once: `active` false, or, 7.2,
+  the nodes written before the migration have no writer); both hosts then
+  skip the verifying migration (it would abort the source QEMU) and the
+  source's verdict is WARN (old QEMU) or FAIL naming the nodes;
 * postcopy-active: the source takes the cancel (`cancelled`) and the
   destination's QEMU exits: the guest is lost.  The cancel is sent on
   every QEMU, also where it destroys the guest (7.2): the scenario tests
@@ -57,15 +62,18 @@ from multihost_migration.qemu.env import Env
 from multihost_migration.qemu.vm import VM
 from multihost_migration.scenarios._cancel import CancelMigration
 from multihost_migration.scenarios._defects import (CANCEL_IN_DEVICE, CANCEL_IN_POSTCOPY,
-                                                    host_version, outran_signature,
+                                                    host_version, inactive_after_cancel,
+                                                    inactive_nodes, outran_signature,
                                                     postcopy_cancel_signature,
-                                                    two_copies_signature)
+                                                    two_copies_signature, writable_nodes)
 from multihost_migration.scenarios._modern import passes_at_least, status_event, wait_status
 from multihost_migration.verdicts import TestFail
 
 log = logging.getLogger(__name__)
 
 POSTCOPY = "postcopy-active"
+#: Seconds a fixed QEMU gets to reactivate its disks after reporting 'cancelled'.
+INACTIVE_SETTLE_S = 1.0
 
 
 class CancelStateMigration(CancelMigration):
@@ -88,6 +96,8 @@ class CancelStateMigration(CancelMigration):
         where = f"{vm.name} {mig_data.mig_id} {mig_data.src} -> {mig_data.dst}"
         plan = mig_data.plan
         vm.apply_migration_settings(plan.settings)
+        writable = writable_nodes(vm.qmp("x-debug-query-block-graph")) \
+            if state == "device" else set()
         mark = vm.event_mark()
         vm.migrate(plan.request(mig_data.vm_ports, wait=False, postcopy_after_passes=None))
         if state == "device":
@@ -118,6 +128,8 @@ class CancelStateMigration(CancelMigration):
             self._postcopy_cancelled(vm, mig_data, where)
             return
         self.outcomes[mig_data.mig_id] = f"cancelled on the {state!r} event"
+        if state == "device":
+            self._disks_after_cancel(vm, mig_data, where, writable, stats.status)
         log.info("%s: cancelled on the %r event; source QEMU reports %s", where, state,
                  stats.status)
 
@@ -133,6 +145,7 @@ class CancelStateMigration(CancelMigration):
         self.lags: list[int] = []         # source: ms from QEMU's event to each of those
         self.lost: dict[str, str] = {}    # source: mig_id -> cancel taken in postcopy
         self.guest_lost: set[str] = set()  # destination: mig_ids whose guest is gone
+        self.inactive: dict[str, str] = {}  # source: mig_id -> its disks left inactive
 
     def _outran(self, mig_data: MigrationData, where: str, lag_ms: int, took_ms: int,
                 downtime_ms: Optional[int]) -> None:
@@ -145,6 +158,43 @@ class CancelStateMigration(CancelMigration):
                  "completed; verified as a migration, another attempt follows", where, lag_ms)
 
     # -- the known defects (module docstring) -----------------------------------
+
+    def _disks_after_cancel(self, vm: VM, mig_data: MigrationData, where: str,
+                            writable: set[str], status: str) -> None:
+        """Source: every block node active again after the cancel, else the
+        known defect (WARN, recorded for both hosts) or a FAIL."""
+        deadline = time.monotonic() + INACTIVE_SETTLE_S
+        while True:
+            nodes = inactive_nodes(writable, vm.qmp("x-debug-query-block-graph"),
+                                   vm.qmp("query-named-block-nodes"))
+            if not nodes or time.monotonic() >= deadline:
+                break
+            time.sleep(0.2)
+        if not nodes:
+            log.info("%s: block nodes active after the cancel (%s)", where,
+                     ", ".join(sorted(writable)) or "none writable")
+            return
+        warn, message = inactive_after_cancel(host_version(self.params, mig_data.src), nodes,
+                                              status, vm.query_status(), where)
+        if not warn:
+            raise TestFail(message)
+        self.inactive[mig_data.mig_id] = "; ".join(
+            filter(None, [self.inactive.get(mig_data.mig_id), message]))
+        log.warning("%s", message)
+
+    def _disks_given_up(self, mig_data: MigrationData) -> bool:
+        """Both hosts: whether the source left its disks inactive (the known
+        defect: no verifying migration, it would abort QEMU); the source WARNs."""
+        views = self.sync(self.inactive.get(mig_data.mig_id, ""),
+                          tag=f"{mig_data.mig_id}-inactive-disks")
+        found = [str(v) for v in views.values() if v]
+        mine = self.inactive.get(mig_data.mig_id)
+        if mine:
+            self.warn(mine)
+        elif found:
+            log.info("%s: the source left its disks inactive (its verdict); no verifying "
+                     "migration", mig_data.mig_id)
+        return bool(found)
 
     def _postcopy_cancelled(self, vm: VM, mig_data: MigrationData, where: str) -> None:
         """Source: QEMU took the cancel in postcopy-active."""
@@ -272,6 +322,8 @@ class CancelStateMigration(CancelMigration):
                               self.check_if_completed,
                               params_append={"cancel_in": state, "last_round": "no"})
             if self.is_aborted_kind(self.migrations[-1]):
+                if self._disks_given_up(self.migrations[-1]):
+                    return
                 self.migrate_wait(self.vms, src, dst, None, self.check_work,
                                   params_append={"last_round": "yes"})
                 return

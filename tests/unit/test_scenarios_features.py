@@ -217,3 +217,98 @@ def test_two_running_copies_warn_only_from_an_old_source_that_said_cancelled() -
                                    ("7.2.22", "cancelled", "active")):  # another state
         with pytest.raises(TestFail, match="completed and the guest runs here"):
             _two_copies(version, source, state)
+
+
+def _graph(writers: dict[str, list[str]]) -> dict[str, Any]:
+    """x-debug-query-block-graph: a block-backend parent per node, its perms."""
+    nodes = [{"id": i, "name": name, "type": "block-driver"} for i, name in enumerate(writers)]
+    edges = [{"parent": 100 + i, "child": i, "name": "root", "perm": perm,
+              "shared-perm": ["consistent-read"]} for i, perm in enumerate(writers.values())]
+    return {"nodes": nodes, "edges": edges}
+
+
+def test_inactive_nodes_from_the_active_flag_or_lost_write_permission() -> None:
+    from multihost_migration.scenarios._defects import inactive_nodes, writable_nodes
+    before = writable_nodes(_graph({"fmt0": ["write", "consistent-read"],
+                                    "cd0": ["consistent-read"]}))
+    assert before == {"fmt0"}
+    # 7.2 (no `active` flag): inactivation dropped every permission
+    assert inactive_nodes(before, _graph({"fmt0": [], "cd0": []}), [{"node-name": "fmt0"}]) \
+        == ["fmt0"]
+    assert inactive_nodes(before, _graph({"fmt0": ["write"], "cd0": []}), []) == []
+    # 10.0: its flag
+    assert inactive_nodes(set(), _graph({}), [{"node-name": "fmt0", "active": False},
+                                              {"node-name": "f1", "active": True}]) == ["fmt0"]
+
+
+def test_disks_left_inactive_warn_only_on_an_old_source_with_the_signature() -> None:
+    from multihost_migration.scenarios._defects import inactive_after_cancel
+    warn, text = inactive_after_cancel("7.2.22", ["fmt0"], "cancelled", "running", "vm1 mig0")
+    assert warn and text.startswith("KNOWN QEMU 7.2.22 DEFECT (disks left inactive after a "
+                                    "cancel in the device state")
+    assert "8c97c5a476d1" in text and "8597af76153a" in text and "first in QEMU 10.0" in text
+    assert "block nodes fmt0 inactive" in text and "status 'cancelled', guest 'running'" in text
+    assert text.endswith("the verifying migration was not attempted (it would abort QEMU)")
+    for version, status, runstate in (("10.0.2", "cancelled", "running"),   # fixed QEMU
+                                      (None, "cancelled", "running"),       # not known
+                                      ("7.2.22", "failed", "running"),      # not the signature
+                                      ("7.2.22", "cancelled", "paused")):
+        warn, text = inactive_after_cancel(version, ["fmt0"], status, runstate, "vm1 mig0")
+        assert not warn and "block nodes fmt0 inactive" in text and "KNOWN" not in text
+
+
+class _BlockVM:
+    name = "vm1"
+
+    def __init__(self, perm: list[str], active: Any = None) -> None:
+        self.perm, self.active = perm, active
+
+    def qmp(self, command: str) -> Any:
+        if command == "x-debug-query-block-graph":
+            return _graph({"fmt0": self.perm})
+        return [{"node-name": "fmt0", **({} if self.active is None else
+                                         {"active": self.active})}]
+
+    def query_status(self) -> str:
+        return "running"
+
+
+def _after_cancel(version: str, vm: _BlockVM) -> dict[str, str]:
+    """CancelStateMigration._disks_after_cancel on stand-ins: what it recorded."""
+    from types import SimpleNamespace
+
+    from multihost_migration.scenarios import migration_cancel_states as mod
+    host = SimpleNamespace(params={"hosts": ["h1", "h2"],
+                                   "qemu_pair_versions": f"{version} {version}"},
+                           inactive={})
+    mig = SimpleNamespace(src="h1", mig_id="mig0")
+    settle, mod.INACTIVE_SETTLE_S = mod.INACTIVE_SETTLE_S, 0.0  # type: ignore[misc]
+    try:
+        mod.CancelStateMigration._disks_after_cancel(host, vm, mig, "vm1 mig0",  # type: ignore
+                                                     {"fmt0"}, "cancelled")
+    finally:
+        mod.INACTIVE_SETTLE_S = settle  # type: ignore[misc]
+    return host.inactive  # type: ignore[no-any-return]
+
+
+def test_disks_after_cancel_record_the_defect_or_fail() -> None:
+    assert _after_cancel("7.2.22", _BlockVM(["write"])) == {}        # active again: GOOD
+    assert _after_cancel("10.0.2", _BlockVM(["write"], True)) == {}
+    found = _after_cancel("7.2.22", _BlockVM([]))                       # 7.2: perms dropped
+    assert list(found) == ["mig0"] and "KNOWN QEMU 7.2.22 DEFECT" in found["mig0"]
+    with pytest.raises(TestFail, match="block nodes fmt0 inactive.*no known defect"):
+        _after_cancel("10.0.2", _BlockVM(["write"], False))            # fixed QEMU: FAIL
+
+
+def test_both_hosts_skip_the_verifying_migration_when_the_source_reports_it() -> None:
+    from types import SimpleNamespace
+
+    from multihost_migration.scenarios.migration_cancel_states import CancelStateMigration
+    mig = SimpleNamespace(mig_id="mig0")
+    for mine, peer, skip in (("KNOWN QEMU 7.2.22 DEFECT (...)", "", True),
+                             ("", "KNOWN QEMU 7.2.22 DEFECT (...)", True), ("", "", False)):
+        warned: list[str] = []
+        host = SimpleNamespace(inactive={"mig0": mine} if mine else {}, warn=warned.append,
+                               sync=lambda data, tag, p=peer: {"h1": data, "h2": p})
+        assert CancelStateMigration._disks_given_up(host, mig) is skip  # type: ignore
+        assert warned == ([mine] if mine else [])
