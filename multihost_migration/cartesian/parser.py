@@ -126,11 +126,17 @@ class Parser:
         frozen = False
         try:
             while True:
-                with _gc_paused():
+                # as `_gc_paused` (inlined: once per dict)
+                was_enabled = gc.isenabled()
+                gc.disable()
+                try:
                     d = next(dicts, None)
                     if not frozen and not gc.get_freeze_count():
                         gc.freeze()
                         frozen = True
+                finally:
+                    if was_enabled:
+                        gc.enable()
                 if d is None:
                     return
                 yield d  # type: ignore[misc]

@@ -13,7 +13,10 @@ How it is made fast:
   the context the undecided filters can see (its "signature"), so each
   (node, signature, undecided filters) is a `State`, computed once, with
   the list of its viable children's states: the dicts are the paths of
-  this state graph, walked without deciding anything again.
+  this state graph, walked without deciding anything again.  (An entry's
+  states are not looked up: its block, its only parent, asks once.)
+* A lazy entry whose scope (where all of its body's paths end) is dead,
+  by filters that see neither its labels nor its body's, is not read.
 * Contents are applied once per dict; the leaf's (everything before the
   first ``variants`` block, usually the bulk: base.cfg) is applied once
   per signature of its conditional blocks and copied.
@@ -653,10 +656,12 @@ class Graph:
 
     def _state(self, node: Node, node_info: Info,
                pending: tuple[Item, ...]) -> State:
-        key = self._key(node, node_info, pending)
-        found = self.memo.get(key)
-        if found is not None:
-            return found
+        # an entry (labels) has one parent: its states are not shared
+        key = None if node.labels else self._key(node, node_info, pending)
+        if key is not None:
+            found = self.memo.get(key)
+            if found is not None:
+                return found
         state = State(node)
         undecided: list[Item] = []
         children = node.children
@@ -687,7 +692,8 @@ class Graph:
         state.viable = ok
         if not ok and not state.phantom:
             state = _DEAD           # one object for all: there are many
-        self.memo[key] = state
+        if key is not None:
+            self.memo[key] = state
         return state
 
 
