@@ -118,6 +118,7 @@ class CancelStateMigration(CancelMigration):
             self._refused(vm, err, mig_data)
             return
         if stats.status == "completed" and state == "device":
+            handed_over(vm, where)
             self._outran(mig_data, where, lag_ms, int((time.monotonic() - sent) * 1000),
                          stats.downtime_ms)
             return
@@ -328,6 +329,17 @@ class CancelStateMigration(CancelMigration):
                                   params_append={"last_round": "yes"})
                 return
         self._never_took(state, attempts)
+
+
+def handed_over(vm: VM, where: str, timeout: float = 5.0) -> None:
+    """Source of a completed migration: 10.0 reports 'completed' a moment
+    before its runstate leaves finish-migrate (postmigrate): wait for it."""
+    deadline = time.monotonic() + timeout
+    status = vm.query_status()
+    while status == "finish-migrate" and time.monotonic() < deadline:
+        time.sleep(0.05)
+        status = vm.query_status()
+    log.info("%s: completed; source QEMU %s", where, status)
 
 
 def event_age_ms(event: Mapping[str, Any]) -> int:

@@ -312,3 +312,20 @@ def test_both_hosts_skip_the_verifying_migration_when_the_source_reports_it() ->
                                sync=lambda data, tag, p=peer: {"h1": data, "h2": p})
         assert CancelStateMigration._disks_given_up(host, mig) is skip  # type: ignore
         assert warned == ([mine] if mine else [])
+
+
+def test_a_completed_source_is_given_time_to_reach_postmigrate() -> None:
+    from multihost_migration.scenarios.migration_cancel_states import handed_over
+
+    class _Src:
+        def __init__(self, states: list[str]) -> None:
+            self.states = states
+
+        def query_status(self) -> str:
+            return self.states.pop(0) if len(self.states) > 1 else self.states[0]
+
+    src = _Src(["finish-migrate", "finish-migrate", "postmigrate"])
+    handed_over(src, "vm1 mig0")  # type: ignore[arg-type]
+    assert src.states == ["postmigrate"]
+    stuck = _Src(["finish-migrate"])
+    handed_over(stuck, "vm1 mig0", timeout=0.1)  # type: ignore[arg-type]  # bounded
