@@ -440,13 +440,11 @@ class MultihostMigration:
         their backing files) for itself; the master's TLS credentials reach
         the others over the sync channel, encrypted (storage_copy.py)."""
         progress.info("disk prep")
+        self._create_backings()
         for vm in vm_plans(self.params, self.vms):
             for image in vm.images:
-                backing = storage.backing_of(image, vm.params)
-                if backing is not None and backing.create:
-                    storage.create_backing(image, backing)
                 if image.create:
-                    storage.create_image(image, backing=backing)
+                    storage.create_image(image, backing=storage.backing_of(image, vm.params))
         bundle = None
         if self.hostid == self.master_id and self.tls is not None:
             self._make_tls_credentials()
@@ -455,6 +453,31 @@ class MultihostMigration:
         if self.tls is not None and self.hostid != self.master_id:
             install_tls_bundle(Path(self.tls.directory), sent[self.master_id], self._secret)
         self._main_sync.barrier("disks-checked", timeout=self.sync_timeout)
+
+    def _create_backings(self) -> None:
+        """The backing files the cfg asks the test to create: the master's
+        first; a host that then sees the master's file (storage shared after
+        all, or an identical copy) keeps it instead of writing it again
+        under a running peer."""
+        wanted = [(image, backing) for vm in vm_plans(self.params, self.vms)
+                  for image in vm.images
+                  for backing in [storage.backing_of(image, vm.params)]
+                  if backing is not None and backing.create]
+        made: dict[str, str] = {}
+        if self.hostid == self.master_id:
+            for image, backing in wanted:
+                storage.create_backing(image, backing)
+                made[str(backing.path)] = storage.fingerprint(backing.path)
+        master = self._main_sync.sync(made, timeout=self.sync_timeout,
+                                      tag="backings-created")[self.master_id]
+        if self.hostid == self.master_id:
+            return
+        for image, backing in wanted:
+            path = backing.path
+            if path.is_file() and storage.fingerprint(path) == master.get(str(path)):
+                log.info("%s: backing %s as the master made it: kept", image.vm, path)
+            else:
+                storage.create_backing(image, backing)
 
     def _make_tls_credentials(self) -> None:
         """Master: certificates (or a PSK) for this job, on shared storage,

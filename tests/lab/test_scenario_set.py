@@ -31,7 +31,8 @@ BUDGET_S = 20 * 60
 # then (README, "Known QEMU behaviour").  Accepted only with that signature.
 KNOWN_DEFECTS = {"xbzrle.tcp.JeOS.mhm": known_defects.XBZRLE}
 # A WARN (passed) is accepted only with the known-defect reason it was made for.
-KNOWN_WARNINGS = ("KNOWN QEMU 7.2 TCG DEFECT",)
+KNOWN_WARNINGS = ("KNOWN QEMU 7.2 TCG DEFECT",   # auto_converge (_defects.py)
+                  "KNOWN QEMU 7.2.")           # cancel_states: CancelDefect.warning
 #: Scenarios whose guests lose their network by design (no TCP to keep).
 NO_TCP = ("reboot", "early_boot")
 
