@@ -28,20 +28,11 @@ XBZRLE_SEEN = frozenset({("7.2", "7.2")})
 LOST_WRITES = ("guest memory corrupted",)
 LOST_WRITES_SEEN = frozenset({("7.2", "7.2"), ("7.2", "10.0")})
 
-#: The two defects of 7.2's migrate_cancel (in the device state, and
-#: accepted in postcopy-active) are no xfail here: cancel_states itself ends
-#: WARN with them, only on a QEMU older than the fix
-#: (multihost_migration/scenarios/_defects.py, README).
-
-#: A third, which the scenario FAILs: after a cancel that landed once 7.2
-#: had inactivated the disks (end of the device state), the source's disks
-#: stay inactive under the running guest and its next migration aborts the
-#: source QEMU (SIGABRT).  Fixed in 10.0 by "migration/block: Fix possible
-#: race with block_inactive" (8c97c5a476d1) and "migration/block: Rewrite
-#: disk activation" (8597af76153a).  Seen in 1 of 3 cancel_states.device
-#: runs on 7.2.
-DISKS_LEFT_INACTIVE = ("bdrv_inactivate_recurse: Assertion",)
-DISKS_LEFT_INACTIVE_SEEN = frozenset({("7.2", "7.2")})
+#: The three defects of 7.2's migrate_cancel (in the device state: not
+#: honoured, and disks left inactive under the running guest, seen before
+#: the next migration would abort QEMU; accepted in postcopy-active) are no
+#: xfail here: cancel_states itself ends WARN with them, only on a QEMU
+#: older than the fix (multihost_migration/scenarios/_defects.py, README).
 
 
 def major_minor(version: str) -> str:

@@ -99,16 +99,17 @@ def test_10_pair_file_migration_with_mapped_ram(guest_lab: Inventory, tmp_path: 
 
 #: QEMU defects a scenario ends WARN with, naming the defect and its upstream
 #: fix (scenarios/_defects.py), on a QEMU older than the fix only.
-WARN_BEFORE_FIX = {"cancel_states.device": "migrate_cancel on the device event",
-                   "cancel_states.postcopy_active": "migrate_cancel accepted in postcopy"}
+WARN_BEFORE_FIX = {"cancel_states.device": ("migrate_cancel on the device event",
+                                            "disks left inactive after a cancel"),
+                   "cancel_states.postcopy_active": ("migrate_cancel accepted in postcopy",)}
 
 
 def assert_known_defect_warn(name: str, test: dict[str, Any], version: str) -> None:
-    """WARN only where the QEMU is older than the fix, naming it; else GOOD
-    (a FAIL with 7.2's disks-left-inactive crash: xfail, tests/known_defects.py)."""
-    what = WARN_BEFORE_FIX.get(name)
-    if test["status"] == "WARN" and what and version == "7.2":
-        assert f"KNOWN QEMU {version}." in test["reason"] and what in test["reason"] \
+    """WARN only where the QEMU is older than the fix, naming it; else GOOD."""
+    whats = WARN_BEFORE_FIX.get(name, ())
+    if test["status"] == "WARN" and whats and version == "7.2":
+        assert f"KNOWN QEMU {version}." in test["reason"] \
+            and any(what in test["reason"] for what in whats) \
             and "first in QEMU 10.0" in test["reason"], test["reason"]
         return
     assert test["status"] == "GOOD", f"{name}: {test['status']} {test['reason']}"
@@ -121,30 +122,16 @@ def test_every_feature_scenario_per_version(guest_lab: Inventory, tmp_path: Path
     binary = NEW if version == "10.0" else SYSTEM_BINARY
     tests = run(guest_lab, tmp_path, f"only {SCENARIOS}", f"qemu_binary={binary}")
     assert len(tests) == 12, sorted(tests)
-    crashed = []
     for name, test in tests.items():
         lacking = NOT_ON_72.get(name) if version == "7.2" else None
         if lacking:
             assert_not_applicable(test, lacking, version)
-            continue
-        if disks_left_inactive(name, test, version):
-            crashed.append(f"{name}: {test['reason'][:400]}")
             continue
         assert_known_defect_warn(name, test, version)
         assert test["qemu"]["hosts"]["h2"]["version"].startswith(version + ".")
     assert evidence(tests["postcopy_preempt"])["connections"] == 2
     for method in ("zlib", "zstd"):
         assert evidence(tests[f"multifd_compression.{method}"])["wire_ratio"] < 0.6
-    if crashed:
-        pytest.xfail(f"known QEMU {version} defect (disks left inactive by a cancel in "
-                     f"the device state): " + "; ".join(crashed))
-
-
-def disks_left_inactive(name: str, test: dict[str, Any], version: str) -> bool:
-    """cancel_states.device FAILed with 7.2's crash (tests/known_defects.py)."""
-    return name == "cancel_states.device" and test["status"] == "FAIL" \
-        and known_defects.seen_on(known_defects.DISKS_LEFT_INACTIVE_SEEN, version, version) \
-        and any(sign in test["reason"] for sign in known_defects.DISKS_LEFT_INACTIVE)
 
 
 @pytest.mark.slow
