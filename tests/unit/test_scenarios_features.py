@@ -329,3 +329,30 @@ def test_a_completed_source_is_given_time_to_reach_postmigrate() -> None:
     assert src.states == ["postmigrate"]
     stuck = _Src(["finish-migrate"])
     handed_over(stuck, "vm1 mig0", timeout=0.1)  # type: ignore[arg-type]  # bounded
+
+
+def test_a_destination_that_never_started_the_guest_is_one_copy_not_a_defect() -> None:
+    class _Loaded(_VM):
+        def query_status(self) -> str:
+            return "inmigrate"
+
+        def log_tail(self) -> str:
+            return "# cmdline\nqemu: Failed to get \"write\" lock\n"
+
+    from types import SimpleNamespace
+
+    from multihost_migration.scenarios.migration_cancel_states import CancelStateMigration
+    warned: list[str] = []
+    vm = _Loaded()
+    host = SimpleNamespace(params={"hosts": ["h1", "h2"], "qemu_pair_versions": "10.0.2 10.0.2"},
+                           hostid="h2", warn=warned.append,
+                           env=SimpleNamespace(unregister_vm=lambda n: None))
+    host._source_status = lambda m: CancelStateMigration._source_status(host, m)  # type: ignore
+    host._never_started = lambda v, e: CancelStateMigration._never_started(host, v, e)  # type: ignore
+    mig = SimpleNamespace(src="h1", mig_id="mig0", params={"cancel_in": "device"},
+                          stats={"vm1": {"status": "cancelled"}})
+    CancelStateMigration.incoming_completed(host, vm, mig, "vm1 on h2")  # type: ignore[arg-type]
+    assert vm.destroyed and warned == []
+    mig.stats = {"vm1": {"status": "failed"}}              # the source did not cancel it
+    with pytest.raises(TestFail, match="completed and the guest runs here"):
+        CancelStateMigration.incoming_completed(host, _Loaded(), mig, "vm1 on h2")  # type: ignore
