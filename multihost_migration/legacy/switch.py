@@ -7,9 +7,10 @@ default) when the module `type` names imports `autotest` or `virttest`;
 directory, put first on sys.path only by `activate()`, so an installed
 avocado-vt stays what `import virttest` gives everywhere else.
 
-Where legacy modules are found: each directory of `scenario_dirs` (and, when
-the job's copy lacks them, `local_scenario_dirs`: the controller's paths,
-seen by the hosts over shared storage as in the lab) is searched for
+Where legacy modules are found: each directory of `scenario_dirs` (the
+job's copy: a checkout travels whole, server/shipping.py; and, when the
+copy lacks them, `local_scenario_dirs`: the controller's paths, if a host
+sees them) is searched for
 `<type>.py`, and, when it is a test-provider checkout (tp-qemu style: a
 `provider/` package or `*/tests/` directories), in its `*/tests/`
 directories (multi_host_migration/ first); the checkout root goes on

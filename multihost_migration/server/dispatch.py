@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from multihost_migration import relay
-from multihost_migration.errors import ConfigError, MigrationTestError, RemoteError
+from multihost_migration.errors import MigrationTestError, RemoteError
 from multihost_migration.imagespec import images_dir
 from multihost_migration.params import Params
 from multihost_migration.remote import CommandResult, RemoteHost, SshTarget
@@ -45,6 +45,7 @@ from multihost_migration.server.hostwatch import (DEFAULT_STALE_WORKDIR_AGE,
                                                   DEFAULT_UNRESPONSIVE_TIMEOUT, HostWatch, Relay,
                                                   left_behind, sweep_stale_workdirs)
 from multihost_migration.server.install import make_workdir
+from multihost_migration.server.shipping import scenario_targets, ship_scenarios
 # The cfg selection lives in selection.py; these names stay importable from
 # here for the callers that still look for them here (server/cli.py).
 from multihost_migration.server.selection import default_cfg as default_cfg
@@ -312,14 +313,16 @@ def _upload_params(remote: RemoteHost, params: Params, workdir: str) -> Params:
     scenario modules beside them; returns the params as uploaded."""
     if params.get("scenario_dirs"):
         # Users' scenario modules travel with the job: hosts need no copy.
-        params = Params(params, scenario_dirs=f"{workdir}/scenarios",
+        targets = scenario_targets(params.objects("scenario_dirs"), workdir)
+        params = Params(params, scenario_dirs=" ".join(targets),
                         local_scenario_dirs=params["scenario_dirs"])
     with tempfile.NamedTemporaryFile("w", suffix=".json") as tmp:
         json.dump(dict(params), tmp)
         tmp.flush()
         remote.put(Path(tmp.name), f"{workdir}/params.json")
     remote.run(f"chmod 600 {shlex.quote(workdir)}/params.json", timeout=30)
-    _ship_scenarios(remote, params, workdir)
+    if params.get("local_scenario_dirs"):
+        ship_scenarios(remote, params.objects("local_scenario_dirs"), workdir)
     return params
 
 
@@ -345,19 +348,6 @@ def _sweep_shared_storage(remote: RemoteHost, params: Params) -> None:
     if not job.replace(".", "").replace("-", "").replace("_", "").isalnum():
         return  # never glob with an unexpected id
     remote.run(f"cd {images} && rm -rf -- *-{job}-* mhm-tls-{job}", timeout=60, check=False)
-
-
-def _ship_scenarios(remote: RemoteHost, params: Params, workdir: str) -> None:
-    local_dirs = params.objects("local_scenario_dirs")
-    if not local_dirs:
-        return
-    remote.run(f"mkdir -p {shlex.quote(workdir)}/scenarios", timeout=30)
-    for directory in local_dirs:
-        path = Path(directory)
-        if not path.is_dir():
-            raise ConfigError(f"scenario_dirs: {path} is not a directory")
-        for module in sorted(path.glob("*.py")):
-            remote.put(module, f"{workdir}/scenarios/{module.name}")
 
 
 def _final_status(path: Path, streamed: list[str]) -> Optional[tuple[str, str]]:
