@@ -51,11 +51,11 @@ def network_gaps(tests: list[dict[str, Any]]) -> list[str]:
                         not isinstance(net.get("longest_gap_ms"), (int, float)):
                     bad.append(f"{where}: no network downtime")
                 elif test["name"].split(".")[0] not in NO_TCP and \
-                        not net.get("source_gone") and \
+                        not (net.get("source_gone") and net.get("moved") is False) and \
                         net.get("tcp_alive_after") is not True:
-                    # source_gone: a migration that did not complete and took
-                    # the guest with it (7.2's cancel in postcopy, a WARN
-                    # naming that defect): no successful migration, no TCP
+                    # not moved + source_gone: a migration that did not complete
+                    # and took the guest with it (7.2's cancel in postcopy, a
+                    # WARN naming that defect): no successful migration
                     bad.append(f"{where}: TCP connection not kept: "
                                f"{net.get('tcp_error_after') or net.get('tcp_error')}")
     return bad
@@ -68,7 +68,11 @@ def test_network_gaps_are_found() -> None:
                 "migrations": [{"id": "mig1", "stats": {"vm1": stats}}]}
     ok = {"longest_gap_ms": 200.0, "tcp_alive_after": True}
     no_tcp = {"longest_gap_ms": 200.0, "tcp_alive_after": False, "tcp_error_after": "reset"}
-    lost = {**no_tcp, "source_gone": True}
+    lost = {**no_tcp, "source_gone": True, "moved": False}
+    # a completed migration's source QEMU is gone too: its TCP still counts
+    moved = {**no_tcp, "source_gone": True, "moved": True}
+    assert network_gaps([test("integrity.once.tcp", "GOOD", moved)]) == [
+        "integrity.once.tcp mig1 vm1 (completed): TCP connection not kept: reset"]
     assert network_gaps([test("integrity.once.tcp", "GOOD", ok),
                          test("reboot.tcp", "GOOD", no_tcp),
                          test("cancel_states.postcopy_active.tcp", "WARN", lost),
